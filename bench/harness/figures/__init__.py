@@ -1,0 +1,1 @@
+"""One module per figure of issue 6; each exposes ``KEY``, ``TITLE`` and ``run``."""

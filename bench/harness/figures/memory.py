@@ -1,0 +1,31 @@
+"""Memory: the host's peak RSS after the drain (issue 6).
+
+Read from the drain's host process: VmHWM in /proc while it runs, and wait4's
+ru_maxrss once it has exited; the larger is reported.
+"""
+
+from __future__ import annotations
+
+from harness.context import Context
+from harness.model import BenchError, FigureResult, NotAvailable, Row, Summary
+
+KEY = "memory"
+TITLE = "memory (host peak RSS after drain)"
+UNIT = "MiB"
+TARGET = "<= 40 MB"
+LIMIT_MIB = 40e6 / 2**20  # the issue says 40 MB; compare in MiB exactly
+
+
+def run(ctx: Context, result: FigureResult) -> None:
+    """Report the peak RSS samples the drain figure recorded."""
+    if "drain_rss_mib" not in ctx.shared:
+        why = ctx.shared.get("drain_missing", "the drain figure did not run")
+        raise NotAvailable(f"needs the drain: {why}")
+    samples: list[float] = ctx.shared["drain_rss_mib"]
+    if not samples:
+        raise BenchError("the drain recorded no RSS samples")
+    result.rows.append(Row("host after drain", Summary.of(samples), "candidate"))
+    baseline = ctx.shared.get("echo_rss_mib")
+    if baseline:
+        result.rows.append(Row("echo host (Python)", Summary.of(baseline), "reference"))
+    result.met = Summary.of(samples).median <= LIMIT_MIB

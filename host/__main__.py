@@ -1,0 +1,7 @@
+"""``python -m flattr_host``: the same as the ``flattr-host`` command."""
+
+import sys
+
+from flattr_host.cli import main
+
+sys.exit(main())

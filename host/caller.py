@@ -1,0 +1,48 @@
+"""Who started the host: the browser's command line, checked before anything else.
+
+Chrome, Chromium, Edge, Brave and Vivaldi pass ``chrome-extension://<id>/`` as the
+first argument (plus ``--parent-window=N`` on Windows). Firefox passes the path of
+the host manifest and then the add-on id (Chrome and MDN native messaging docs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flattr_host.errors import CallerRefused
+
+_CHROME_ORIGIN = re.compile(r"chrome-extension://([a-p]{32})/?")
+
+
+@dataclass(frozen=True)
+class Caller:
+    family: str  # "chromium" or "firefox"
+    extension_id: str
+
+
+def looks_like_browser_launch(args: list[str]) -> bool:
+    """True when ``args`` (argv without the program) look like a browser starting us."""
+    if not args:
+        return False
+    if args[0].startswith("chrome-extension://"):
+        return True
+    return len(args) >= 2 and args[0].endswith(".json")
+
+
+def identify(args: list[str], allowed: tuple[str, ...]) -> Caller:
+    """The calling extension, or CallerRefused naming what was wrong."""
+    if args and args[0].startswith("chrome-extension://"):
+        match = _CHROME_ORIGIN.fullmatch(args[0])
+        if match is None:
+            raise CallerRefused(f"malformed extension origin {args[0][:100]!r}")
+        caller = Caller("chromium", match.group(1))
+    elif len(args) >= 2 and args[0].endswith(".json"):
+        caller = Caller("firefox", args[1][:200])
+    else:
+        raise CallerRefused("not started by a browser (expected chrome-extension://ID/ "
+                            "or a manifest path and an add-on id)")
+    if caller.extension_id not in allowed:
+        raise CallerRefused(f"extension {caller.extension_id!r} is not allowed "
+                            f"(allowed: {', '.join(allowed)})")
+    return caller

@@ -1,0 +1,197 @@
+"""The ``flattr-host`` command.
+
+With a browser's arguments (``chrome-extension://ID/``, or Firefox's manifest path
+and add-on id) it runs the message loop without loading ``argparse``; otherwise it
+is a tool for people: ``install``, ``uninstall``, ``status``, ``queue``.
+Errors to the user are one line on stderr and a non-zero exit, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    from flattr_host.caller import looks_like_browser_launch
+
+    if looks_like_browser_launch(args):
+        from flattr_host.stdio import run
+
+        return run(args)
+    return _tool(args)
+
+
+def _tool(args: list[str]) -> int:
+    from flattr_host.errors import FlattrHostError
+
+    parser = _parser()
+    options = parser.parse_args(args)
+    if not hasattr(options, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result: int = options.func(options)
+        return result
+    except FlattrHostError as exc:
+        sys.stderr.write(f"flattr-host: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> Any:
+    import argparse
+    from pathlib import Path
+
+    from flattr_host import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="flattr-host",
+        description="Flattr companion native messaging host. Browsers start it as "
+        "`flattr-host chrome-extension://ID/`; people use the commands below.",
+    )
+    parser.add_argument("--version", action="version", version=f"flattr-host {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    install = sub.add_parser("install", help="write the host manifest for a browser")
+    install.add_argument("--browser", default="chromium", help="chromium or chrome")
+    install.add_argument("--user-data-dir", type=Path, help="the browser profile's --user-data-dir")
+    install.add_argument("--extension-id", action="append", dest="extension_ids",
+                         help="allowed extension id (repeatable; default: this project's)")
+    install.set_defaults(func=_install)
+
+    uninstall = sub.add_parser("uninstall", help="remove what install wrote")
+    uninstall.add_argument("--browser", default="chromium")
+    uninstall.add_argument("--user-data-dir", type=Path)
+    uninstall.set_defaults(func=_uninstall)
+
+    status = sub.add_parser("status", help="signed in?, subscription, queue counts")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    queue = sub.add_parser("queue", help="inspect and manage the flattr queue")
+    qsub = queue.add_subparsers(metavar="ACTION")
+    qlist = qsub.add_parser("list", help="list queued items (shows URLs)")
+    qlist.add_argument("--failed", action="store_true", help="only failed items")
+    qlist.add_argument("--status", choices=["pending", "in_flight", "done", "failed", "expired"])
+    qlist.add_argument("--json", action="store_true")
+    qlist.set_defaults(func=_queue_list)
+    qretry = qsub.add_parser("retry-failed", help="send failed items again")
+    qretry.set_defaults(func=_queue_retry)
+    qclear = qsub.add_parser("clear", help="delete failed items")
+    qclear.add_argument("--failed", action="store_true", required=True)
+    qclear.set_defaults(func=_queue_clear)
+    return parser
+
+
+def _open() -> tuple[Any, Any, Any]:
+    import os
+
+    from flattr_host import config as config_mod
+    from flattr_host.logs import Logger
+    from flattr_host.store import Store
+
+    os.umask(0o077)
+    config = config_mod.load()
+    log = Logger(config.log_dir, config.log_level, config.log_max_bytes, config.log_backups,
+                 component="cli")
+    return config, log, Store(config.db_path, log)
+
+
+def _install(options: Any) -> int:
+    from flattr_host import config as config_mod
+    from flattr_host import install
+
+    config = config_mod.load()
+    done = install.install(options.browser, options.user_data_dir, options.extension_ids,
+                           config.home)
+    print(f"installed {done.manifest}\nlauncher  {done.launcher}")
+    return 0
+
+
+def _uninstall(options: Any) -> int:
+    from flattr_host import install
+
+    removed = install.uninstall(options.browser, options.user_data_dir)
+    for path in removed:
+        print(f"removed {path}")
+    if not removed:
+        print("nothing to remove")
+    return 0
+
+
+def _status(options: Any) -> int:
+    import json
+    import time
+
+    from flattr_host.queue import Queue
+    from flattr_host.service import build_state
+    from flattr_host.state import StateStore
+    from flattr_host.token_store import TokenStore
+
+    config, log, store = _open()
+    with store:
+        tokens = TokenStore(store, config.key_path, log)
+        state = build_state(StateStore(store, tokens), Queue(store), time.time())
+    state["home"] = str(config.home)
+    if options.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    q = state["queue"]
+    print(f"data directory   {state['home']}")
+    print(f"signed in        {'yes' if state['authenticated'] else 'no'}")
+    print(f"subscription     {'active' if state['subscription']['active'] else 'inactive'}")
+    print(f"queue            {q['pending']} pending, {q['inFlight']} in flight, "
+          f"{q['failed']} failed, {q['expired']} expired")
+    if q["paused"]:
+        print(f"paused           {q['paused']}")
+    if q["nextAttemptAt"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q["nextAttemptAt"] / 1000))
+        print(f"next attempt     {when}")
+    return 0
+
+
+def _queue_list(options: Any) -> int:
+    import json
+    import time
+
+    from flattr_host.queue import Queue
+
+    _config, _log, store = _open()
+    status = "failed" if options.failed else options.status
+    with store:
+        items = Queue(store).items(status)
+    if options.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print("no items")
+    for item in items:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))
+        extra = f"  ({item['reason']})" if item["reason"] else ""
+        print(f"{item['id']:>6}  {item['status']:<9}  {when}  {item['url']}{extra}")
+    return 0
+
+
+def _queue_retry(_options: Any) -> int:
+    import time
+
+    from flattr_host.queue import Queue
+
+    _config, _log, store = _open()
+    with store:
+        count = Queue(store).retry_failed(time.time())
+    print(f"{count} failed items will be sent again by the next running host")
+    return 0
+
+
+def _queue_clear(_options: Any) -> int:
+    from flattr_host.queue import Queue
+
+    _config, _log, store = _open()
+    with store:
+        count = Queue(store).clear_failed()
+    print(f"deleted {count} failed items")
+    return 0

@@ -1,0 +1,169 @@
+"""Host configuration: defaults, then ``<home>/config.json``, then environment.
+
+Every knob a test or a browser-launched host needs is settable by environment
+variable, because the browser's environment is all a native host inherits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from flattr_host.errors import ConfigError
+
+#: The extension ids this host serves unless configured otherwise. The Chromium id
+#: is fixed by the public key in extension/manifest.json; the Firefox id by its
+#: browser_specific_settings.gecko.id.
+CHROMIUM_EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
+FIREFOX_EXTENSION_ID = "companion@flattr-companion.example"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def default_home() -> Path:
+    """The platform's per-user data directory for the host."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "flattr-companion"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "flattr-companion"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "flattr-companion"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the host; see docs/configuration.md for each."""
+
+    home: Path = field(default_factory=default_home)
+    log_level: str = "info"
+    log_max_bytes: int = 1024 * 1024
+    log_backups: int = 3
+    allowed_extensions: tuple[str, ...] = (CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID)
+    max_inbound_frame: int = 1024 * 1024
+    api_base: str = "https://api.flattr.com"
+    ca_bundle: str | None = None
+    request_timeout_s: float = 30.0
+    retry_base_s: float = 60.0
+    retry_cap_s: float = 3840.0
+    submit_delay_s: float = 1.0
+    lease_s: float = 60.0
+    batch_max: int = 500
+    done_retention_s: float = 7 * 86400.0
+    pending_expiry_s: float = 30 * 86400.0
+    exit_grace_s: float = 5.0
+    inspect: bool = False
+    attention_scale: float = 1.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "host.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "token.key"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+#: environment variable -> field name
+ENV = {
+    "FLATTR_HOST_HOME": "home",
+    "FLATTR_LOG_LEVEL": "log_level",
+    "FLATTR_ALLOWED_EXTENSIONS": "allowed_extensions",
+    "FLATTR_MAX_INBOUND_FRAME": "max_inbound_frame",
+    "FLATTR_API_BASE": "api_base",
+    "FLATTR_CA_BUNDLE": "ca_bundle",
+    "FLATTR_REQUEST_TIMEOUT_S": "request_timeout_s",
+    "FLATTR_RETRY_BASE_S": "retry_base_s",
+    "FLATTR_RETRY_CAP_S": "retry_cap_s",
+    "FLATTR_SUBMIT_DELAY_S": "submit_delay_s",
+    "FLATTR_LEASE_S": "lease_s",
+    "FLATTR_BATCH_MAX": "batch_max",
+    "FLATTR_DONE_RETENTION_S": "done_retention_s",
+    "FLATTR_PENDING_EXPIRY_S": "pending_expiry_s",
+    "FLATTR_EXIT_GRACE_S": "exit_grace_s",
+    "FLATTR_INSPECT": "inspect",
+    "FLATTR_ATTENTION_SCALE": "attention_scale",
+}
+
+_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    """Convert a raw value from a file or the environment to the field's type."""
+    kind = _TYPES[name]
+    try:
+        if kind == "Path":
+            return Path(str(raw)).expanduser()
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected 1/0, true/false, yes/no or on/off")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            value = float(raw)
+            if value < 0 or value != value:
+                raise ValueError("must be a number >= 0")
+            return value
+        if kind == "str":
+            return str(raw)
+        if kind == "str | None":
+            return str(raw) or None
+        if kind == "tuple[str, ...]":
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: invalid value {raw!r} for {name}: {exc}") from None
+    raise ConfigError(f"{source}: unsupported setting {name}")  # pragma: no cover
+
+
+def _validate(config: Config) -> Config:
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"log level {config.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    if config.batch_max < 1:
+        raise ConfigError(f"batch_max {config.batch_max} must be at least 1")
+    if config.max_inbound_frame < 16:
+        raise ConfigError(f"max_inbound_frame {config.max_inbound_frame} must be at least 16")
+    if not config.api_base.startswith(("https://", "http://")):
+        raise ConfigError(f"api_base {config.api_base!r} must be an http(s) URL")
+    return config
+
+
+def load(environ: dict[str, str] | None = None) -> Config:
+    """Build the configuration from defaults, the config file and ``environ``."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    home_raw = env.get("FLATTR_HOST_HOME")
+    home = Path(home_raw).expanduser() if home_raw else default_home()
+    config_file = home / "config.json"
+    if config_file.exists():
+        try:
+            data = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{config_file}: cannot read ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{config_file}: must hold a JSON object")
+        for key, raw in data.items():
+            if key not in _TYPES or key == "home":
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _convert(key, raw, str(config_file))
+    for var, name in ENV.items():
+        if var in env:
+            values[name] = _convert(name, env[var], var)
+    values["home"] = home
+    return _validate(replace(Config(), **values))

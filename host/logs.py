@@ -1,0 +1,205 @@
+"""The host's log: JSON lines in a size-rotated file, warnings and errors on stderr.
+
+Several host processes (several browser profiles) append to the same files, so a
+write and the rotation check happen under an advisory lock (``fcntl.flock`` on
+``logs/.lock``; on Windows writes are unlocked appends).
+
+Secrets never reach a log: values under secret-looking keys are replaced, a
+``Bearer`` credential in any string is masked, and every token the host has seen
+is registered with :meth:`Logger.add_secret` and scrubbed from each line before it
+is written. URLs of the queue are browsing history: callers log them only at debug.
+This module avoids the ``logging`` package to keep start-up fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+LOG_FILE = "host.log"
+REDACTED = "[redacted]"
+_SECRET_KEYS = frozenset({"accesstoken", "access_token", "token", "authorization", "secret"})
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+")
+
+try:  # pragma: no cover - platform dependent
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+except ImportError:  # pragma: no cover - Windows
+
+    def _lock(fd: int) -> None:
+        pass
+
+    def _unlock(fd: int) -> None:
+        pass
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with secrets masked, recursively; never modifies the input."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and k.lower() in _SECRET_KEYS else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+    return value
+
+
+class Logger:
+    """Writes records as JSON lines; thread-safe enough for the host's two threads
+    (each record is one ``os.write`` of a whole line under the file lock).
+    """
+
+    def __init__(
+        self,
+        log_dir: Path | None,
+        level: str = "info",
+        max_bytes: int = 1024 * 1024,
+        backups: int = 3,
+        stderr: TextIO | None = None,
+        component: str = "host",
+    ) -> None:
+        self.level = LEVELS[level]
+        self._dir = log_dir
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._stderr = stderr if stderr is not None else sys.stderr
+        self._component = component
+        self._secrets: set[str] = set()
+        self._listeners: list[Any] = []
+        if log_dir is not None:
+            log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @property
+    def path(self) -> Path | None:
+        return None if self._dir is None else self._dir / LOG_FILE
+
+    def add_secret(self, secret: str) -> None:
+        """Scrub ``secret`` from every later line (tokens seen by the host)."""
+        if len(secret) >= 4:
+            self._secrets.add(secret)
+
+    def add_listener(self, listener: Any) -> None:
+        """Call ``listener(record)`` for each record written (the live inspector)."""
+        self._listeners.append(listener)
+
+    def enabled(self, level: str) -> bool:
+        return LEVELS[level] >= self.level
+
+    def debug(self, msg: str, **fields: Any) -> None:
+        self.log("debug", msg, **fields)
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self.log("info", msg, **fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        self.log("warning", msg, **fields)
+
+    def error(self, msg: str, **fields: Any) -> None:
+        self.log("error", msg, **fields)
+
+    def exception(self, msg: str, exc: BaseException, **fields: Any) -> None:
+        """Log at error with the full traceback of ``exc``."""
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.log("error", msg, error=f"{type(exc).__name__}: {exc}", trace=trace, **fields)
+
+    def log(self, level: str, msg: str, **fields: Any) -> None:
+        if LEVELS[level] < self.level:
+            return
+        now = time.time()
+        record: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int(now % 1 * 1000):03d}Z",
+            "level": level,
+            "pid": os.getpid(),
+            "component": self._component,
+            "msg": msg,
+        }
+        record.update(redact(fields))
+        line = self._scrub(json.dumps(record, ensure_ascii=False, default=str))
+        self._write(line)
+        if LEVELS[level] >= LEVELS["warning"]:
+            self._echo(level, msg, record)
+        for listener in list(self._listeners):
+            try:
+                listener(json.loads(line))
+            except Exception:  # noqa: S112 - a broken listener must not break logging
+                continue
+
+    def _scrub(self, line: str) -> str:
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
+
+    def _echo(self, level: str, msg: str, record: dict[str, Any]) -> None:
+        extra = {k: v for k, v in record.items() if k not in ("ts", "level", "msg", "trace")}
+        details = json.dumps(extra, default=str)
+        text = self._scrub(f"flattr-host[{record['pid']}] {level.upper()}: {msg} {details}")
+        try:
+            self._stderr.write(text + "\n")
+            self._stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _write(self, line: str) -> None:
+        if self._dir is None:
+            return
+        data = (line + "\n").encode("utf-8")
+        try:
+            lock_fd = os.open(self._dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            _lock(lock_fd)
+            path = self._dir / LOG_FILE
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size and size + len(data) > self._max_bytes:
+                self._rotate(path)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a full disk must not take the host down; stderr still has errors
+        finally:
+            _unlock(lock_fd)
+            os.close(lock_fd)
+
+    def _rotate(self, path: Path) -> None:
+        for index in range(self._backups, 0, -1):
+            older = path.with_name(f"{LOG_FILE}.{index}")
+            newer = path if index == 1 else path.with_name(f"{LOG_FILE}.{index - 1}")
+            if newer.exists():
+                os.replace(newer, older)
+        if self._backups == 0:
+            path.unlink(missing_ok=True)
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    """The log files in ``log_dir``, oldest first."""
+    rotated = sorted(
+        (p for p in log_dir.glob(f"{LOG_FILE}.*") if p.suffix[1:].isdigit()),
+        key=lambda p: -int(p.suffix[1:]),
+    )
+    current = log_dir / LOG_FILE
+    return rotated + ([current] if current.exists() else [])

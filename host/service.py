@@ -1,0 +1,144 @@
+"""Request handling: one small handler per request type (docs/protocol.md).
+
+The service sees typed requests and returns result dicts; it never sees bytes or
+file descriptors. Decisions about auth, subscription and pauses are the state
+machine's (:mod:`flattr_host.state`); the service only feeds it events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from flattr_host import PROTOCOL_VERSION, __version__
+from flattr_host import messages as m
+from flattr_host.config import Config
+from flattr_host.logs import Logger
+from flattr_host.queue import Queue
+from flattr_host.state import SignedOut, StateStore, SubscriptionSet, TokenStored
+from flattr_host.store import Store
+from flattr_host.token_store import TokenStore
+
+
+def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
+    """The protocol's State object (docs/protocol.md#state)."""
+    snapshot = states.read()
+    counts = queue.counts()
+    paused = snapshot.paused(now)
+    next_at: float | None
+    if paused in ("signed_out", "subscription_inactive") or not counts["pending"]:
+        next_at = None
+    elif paused == "rate_limited":
+        next_at = snapshot.rate_limited_until
+    else:
+        next_at = counts["next_attempt_at"]
+    return {
+        "authenticated": snapshot.auth.value == "signed_in",
+        "subscription": {"active": snapshot.subscription.value == "active"},
+        "queue": {
+            "pending": counts["pending"],
+            "inFlight": counts["in_flight"],
+            "failed": counts["failed"],
+            "expired": counts["expired"],
+            "paused": paused,
+            "nextAttemptAt": None if next_at is None else int(next_at * 1000),
+        },
+    }
+
+
+class Waker(Protocol):
+    """What the service needs from the submitter: a way to say "look again"."""
+
+    def wake(self, debounce: bool = False) -> None: ...
+
+
+class Service:
+    """Handles requests on the message-loop thread with that thread's store connection."""
+
+    def __init__(
+        self,
+        config: Config,
+        log: Logger,
+        store: Store,
+        emit_state: Callable[[dict[str, Any]], None],
+        waker: Waker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._log = log
+        self._emit_state = emit_state
+        self._waker = waker
+        self._clock = clock
+        self.tokens = TokenStore(store, config.key_path, log)
+        self.states = StateStore(store, self.tokens)
+        self.queue = Queue(store)
+        self._handlers: dict[type, Callable[[Any], dict[str, Any]]] = {
+            m.Hello: self._hello,
+            m.GetState: lambda _body: self.state(),
+            m.SetToken: self._set_token,
+            m.SetSubscription: self._set_subscription,
+            m.SignOut: self._sign_out,
+            m.FlattrUrls: self._flattr,
+            m.Flush: self._flush,
+        }
+
+    def state(self) -> dict[str, Any]:
+        return build_state(self.states, self.queue, self._clock())
+
+    def handle(self, request: m.Request) -> dict[str, Any]:
+        """The result of ``request``; raises RequestError for a protocol error."""
+        return self._handlers[type(request.body)](request.body)
+
+    def _changed(self, wake: bool = False, debounce: bool = False) -> None:
+        self._emit_state(self.state())
+        if wake and self._waker is not None:
+            self._waker.wake(debounce=debounce)
+
+    def _hello(self, body: m.Hello) -> dict[str, Any]:
+        self._log.info("hello", extension_id=body.extension_id, version=body.version,
+                       build=body.build)
+        return {"host": {"version": __version__, "protocol": PROTOCOL_VERSION},
+                "state": self.state()}
+
+    def _set_token(self, body: m.SetToken) -> dict[str, Any]:
+        self._log.add_secret(body.token)
+        try:
+            self.states.apply(TokenStored(body.subscription_active), token=body.token)
+        except Exception as exc:
+            # Document 000 / REFERENCE.md: the page is told authenticated=false when
+            # storing failed. The full error is in the log.
+            self._log.exception("storing the token failed", exc)
+            return {"authenticated": False}
+        self._log.info("signed in", subscription_active=body.subscription_active)
+        self._changed(wake=True)
+        return {"authenticated": True}
+
+    def _set_subscription(self, body: m.SetSubscription) -> dict[str, Any]:
+        before, after = self.states.apply(SubscriptionSet(body.active))
+        if before != after:
+            self._log.info("subscription changed", active=body.active)
+            self._changed(wake=body.active)
+        return self.state()
+
+    def _sign_out(self, _body: m.SignOut) -> dict[str, Any]:
+        before, after = self.states.apply(SignedOut())
+        if before != after:
+            self._log.info("signed out")
+            self._changed()
+        return self.state()
+
+    def _flattr(self, body: m.FlattrUrls) -> dict[str, Any]:
+        queued = self.queue.enqueue(body.urls, self._clock())
+        self._log.info("flattrs queued", count=queued)
+        self._log.debug("queued urls", urls=list(body.urls))
+        self._changed(wake=True, debounce=True)
+        return {"queued": queued}
+
+    def _flush(self, _body: m.Flush) -> dict[str, Any]:
+        now = self._clock()
+        moved = self.queue.reschedule_pending(now)
+        self._log.info("flush requested", rescheduled=moved)
+        if self._waker is not None:
+            self._waker.wake()
+        return self.state()

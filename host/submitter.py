@@ -1,0 +1,250 @@
+"""The submitter: when and what to send, on a thread of its own.
+
+It sleeps until something is due (no polling): the earliest pending item, an
+expiring lease of another process, the end of a rate-limit pause, or a wake-up
+from the message loop (new flattr, new token, re-activation, ``flush``). It then
+leases a batch, posts it, renews the lease while the request is in flight, and
+applies the answer: per-URL outcomes, backoff, or a state transition (401, 402,
+rate limit) through :class:`~flattr_host.state.StateStore`.
+
+The thread has its own store connection. Clock, random draw and the API client
+are injected so tests control time and use zero backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flattr_host import retry
+from flattr_host.api import ApiClient, Decision, NetworkError, Response, classify
+from flattr_host.config import Config
+from flattr_host.logs import Logger
+from flattr_host.queue import Batch, Queue, new_owner
+from flattr_host.state import (
+    Event,
+    PaymentRequired,
+    RateLimited,
+    StateStore,
+    Unauthorized,
+)
+from flattr_host.store import Store
+from flattr_host.token_store import TokenStore
+
+#: Debounce: wait at most this many times the submit delay after the first new flattr.
+DEBOUNCE_MAX_FACTOR = 5.0
+
+
+class Submitter:
+    """Delivers the queue in the background until :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: Config,
+        log: Logger,
+        on_change: Callable[[Store, TokenStore, Queue], None],
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
+        client_factory: Callable[[], ApiClient] | None = None,
+    ) -> None:
+        self._config = config
+        self._log = log
+        self._on_change = on_change
+        self._clock = clock
+        self._draw = draw
+        self._client_factory = client_factory
+        self._owner = new_owner()
+        self._policy = retry.Policy(config.retry_base_s, config.retry_cap_s)
+        self._cond = threading.Condition()
+        self._debounce_until: float | None = None
+        self._debounce_first: float | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # --- called from the message loop --------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
+            self._thread.start()
+
+    def wake(self, debounce: bool = False) -> None:
+        """Look at the queue again; ``debounce`` gathers a burst of flattrs first."""
+        with self._cond:
+            now = self._clock()
+            if debounce and self._config.submit_delay_s > 0:
+                if self._debounce_first is None:
+                    self._debounce_first = now
+                limit = self._debounce_first + DEBOUNCE_MAX_FACTOR * self._config.submit_delay_s
+                self._debounce_until = min(now + self._config.submit_delay_s, limit)
+            else:
+                self._debounce_until = None
+                self._debounce_first = None
+            self._cond.notify()
+
+    def stop(self, grace_s: float) -> bool:
+        """Stop after the request in flight, waiting at most ``grace_s``; True if clean."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is None:
+            return True
+        self._thread.join(grace_s)
+        return not self._thread.is_alive()
+
+    # --- the thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            with Store(self._config.db_path, self._log) as store:
+                tokens = TokenStore(store, self._config.key_path, self._log)
+                states = StateStore(store, tokens)
+                queue = Queue(store)
+                client = self._client_factory() if self._client_factory else ApiClient(
+                    self._config.api_base, self._config.ca_bundle, self._config.request_timeout_s
+                )
+                try:
+                    self._startup(store, tokens, queue)
+                    while self._cycle(store, tokens, states, queue, client):
+                        pass
+                finally:
+                    client.close()
+        except Exception as exc:
+            self._log.exception("submitter stopped by an internal error", exc)
+
+    def _startup(self, store: Store, tokens: TokenStore, queue: Queue) -> None:
+        now = self._clock()
+        pruned, expired = queue.prune(now, self._config.done_retention_s,
+                                      self._config.pending_expiry_s)
+        if pruned or expired:
+            self._log.info("queue pruned", done_pruned=pruned, pending_expired=expired)
+        # Decrypt once now (off the hello path) so a broken token shows up early.
+        if tokens.present() and tokens.load() is None:
+            self._on_change(store, tokens, queue)
+        elif expired:
+            self._on_change(store, tokens, queue)
+
+    def _wait_time(self, states: StateStore, queue: Queue, now: float) -> float | None:
+        """Seconds to sleep before the next look, None for "until woken", 0 for "now"."""
+        state = states.read()
+        if self._debounce_until is not None and now < self._debounce_until:
+            return self._debounce_until - now
+        paused = state.paused(now)
+        if paused in ("signed_out", "subscription_inactive"):
+            return None
+        if paused == "rate_limited" and state.rate_limited_until is not None:
+            return state.rate_limited_until - now
+        due = queue.next_due(now)
+        if due is None:
+            return None
+        return max(0.0, due - now)
+
+    def _cycle(self, store: Store, tokens: TokenStore, states: StateStore, queue: Queue,
+               client: ApiClient) -> bool:
+        """Sleep until something is due, then deliver one batch; False when stopping."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return False
+                now = self._clock()
+                if self._debounce_until is not None and now >= self._debounce_until:
+                    self._debounce_until = None
+                    self._debounce_first = None
+                wait = self._wait_time(states, queue, now)
+                if wait == 0:
+                    break
+                self._cond.wait(wait)  # a notify or the due time: look again
+        self._deliver_once(store, tokens, states, queue, client)
+        return True
+
+    def _deliver_once(self, store: Store, tokens: TokenStore, states: StateStore, queue: Queue,
+                      client: ApiClient) -> None:
+        now = self._clock()
+        sealed = tokens.load_sealed()
+        if sealed is None:
+            # A missing or undecryptable token counts as signed out without a request
+            # (the original treated a missing token as a 401).
+            self._on_change(store, tokens, queue)
+            return
+        token, ciphertext = sealed
+        batch = queue.claim(self._owner, now, self._config.lease_s, self._config.batch_max)
+        if batch is None:
+            return
+        urls = [item.url for item in batch.items]
+        self._log.info("sending batch", items=len(urls), attempt=batch.attempt)
+        self._log.debug("batch urls", urls=urls)
+        response = self._post_with_lease(queue, batch, client, token, urls)
+        now = self._clock()
+        if isinstance(response, NetworkError):
+            decision = Decision("retry", "network error")
+            self._log.warning("delivery failed", reason=str(response).split(":")[-1].strip()[:200],
+                              items=len(urls))
+        else:
+            decision = classify(response, urls, now)
+        self._apply(decision, store, tokens, states, queue, batch, ciphertext, now)
+        self._on_change(store, tokens, queue)
+
+    def _post_with_lease(self, queue: Queue, batch: Batch, client: ApiClient, token: str,
+                         urls: list[str]) -> Response | NetworkError:
+        """Post, renewing the lease at a third of its length until the answer arrives."""
+        lease = self._config.lease_s
+        done = threading.Event()
+
+        def renew() -> None:
+            with Store(self._config.db_path, self._log) as renew_store:
+                renew_queue = Queue(renew_store)
+                while not done.wait(lease / 3):
+                    if not renew_queue.renew(batch, self._clock(), lease):
+                        self._log.warning("lease lost while a request was in flight",
+                                          items=len(batch.items))
+                        return
+
+        renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            result: Response | NetworkError = client.post_bulk(token, urls)
+        except NetworkError as exc:
+            result = exc
+        finally:
+            done.set()
+            renewer.join()
+        return result
+
+    def _apply(self, decision: Decision, store: Store, tokens: TokenStore, states: StateStore,
+               queue: Queue, batch: Batch, ciphertext: bytes, now: float) -> None:
+        kind = decision.kind
+        if kind == "done":
+            outcomes = {item.id: decision.outcomes.get(item.url, "unknown") for item in batch.items}
+            settled = queue.complete(batch, outcomes, now)
+            self._log.info("batch delivered", items=settled,
+                           outcome_counts=_count(outcomes.values()))
+        elif kind == "retry":
+            at = retry.next_attempt_at(now, batch.attempt, self._policy, self._draw(),
+                                       decision.retry_after)
+            queue.release(batch, at, decision.reason, now)
+            self._log.warning("batch will be retried", reason=decision.reason,
+                              attempt=batch.attempt, in_s=round(at - now, 3))
+        elif kind == "fail":
+            failed = queue.fail(batch, decision.reason, now)
+            self._log.error("batch refused by the API; items failed", reason=decision.reason,
+                            items=failed)
+        else:
+            event: Event
+            if kind == "unauthorized":
+                event = Unauthorized()
+            elif kind == "payment_required":
+                event = PaymentRequired()
+            else:
+                event = RateLimited(decision.retry_after or now + 3600.0)
+            queue.release(batch, now, decision.reason, now, count_attempt=False)
+            _before, after = states.apply(event, sent_with=ciphertext)
+            self._log.warning("delivery paused", reason=decision.reason,
+                              paused=after.paused(now))
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts

@@ -1,0 +1,166 @@
+"""The access token at rest: AES-GCM ciphertext in the store, key in its own file.
+
+The key is 32 random bytes in ``token.key`` (mode 0600) beside the database, so a
+copy of the database alone reveals nothing. The row records which key encrypted it
+(``key_id``, a hash prefix of the key), so "is there a usable token?" is answered
+without loading ``cryptography`` -- the host answers ``hello`` before that import.
+
+A token that cannot be decrypted (tampered row, replaced key) means signed out:
+the host logs it, writes the broken row aside to ``token.broken-<time>.json`` and
+erases it; it never crashes on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from flattr_host.errors import StoreError
+from flattr_host.logs import Logger
+from flattr_host.store import Store
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+AAD = b"flattr-companion token v1"
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+
+
+def load_or_create_key(path: Path, log: Logger) -> bytes:
+    """Read the key file, creating it atomically (safe across processes) if missing.
+
+    A key file of the wrong size is moved aside and replaced: tokens encrypted with
+    it are lost (signed out), which is the documented outcome of a broken store.
+    """
+    for _ in range(3):
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
+        if len(key) == KEY_BYTES:
+            return key
+        if key:
+            aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
+            log.error("token key file has the wrong size; moved aside",
+                      size=len(key), expected=KEY_BYTES, path=str(aside))
+            os.replace(path, aside)
+        # Write a complete file under a temporary name, then link it into place:
+        # link() fails if another process won the race, and then we read theirs.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, os.urandom(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise StoreError(f"{path}: cannot create a usable key file")
+
+
+class TokenStore:
+    """Save, load and erase the one access token. Each call is its own transaction."""
+
+    def __init__(self, store: Store, key_path: Path, log: Logger) -> None:
+        self._store = store
+        self._key_path = key_path
+        self._log = log
+        self._key: bytes | None = None
+
+    def _get_key(self) -> bytes:
+        if self._key is None:
+            self._key = load_or_create_key(self._key_path, self._log)
+        return self._key
+
+    def present(self) -> bool:
+        """True when a token row encrypted with the current key exists (no decryption)."""
+        row = self._store.conn.execute("SELECT key_id FROM token WHERE id = 1").fetchone()
+        if row is None:
+            return False
+        if not self._key_path.exists():
+            return False
+        return bool(row[0] == _key_id(self._get_key()))
+
+    def seal(self, token: str) -> tuple[str, bytes, bytes]:
+        """Encrypt ``token``: (key_id, nonce, ciphertext), ready for :meth:`put`."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key = self._get_key()
+        nonce = os.urandom(NONCE_BYTES)
+        self._log.add_secret(token)
+        return _key_id(key), nonce, AESGCM(key).encrypt(nonce, token.encode("ascii"), AAD)
+
+    @staticmethod
+    def put(conn: sqlite3.Connection, sealed: tuple[str, bytes, bytes]) -> None:
+        """Write a sealed token on ``conn``, inside the caller's write transaction."""
+        conn.execute(
+            "INSERT INTO token (id, key_id, nonce, ciphertext, updated_at) "
+            "VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, "
+            "nonce = excluded.nonce, ciphertext = excluded.ciphertext, "
+            "updated_at = excluded.updated_at",
+            (*sealed, time.time()),
+        )
+
+    @staticmethod
+    def delete(conn: sqlite3.Connection) -> None:
+        """Remove the token on ``conn``, inside the caller's write transaction."""
+        conn.execute("DELETE FROM token WHERE id = 1")
+
+    @staticmethod
+    def current_ciphertext(conn: sqlite3.Connection) -> bytes | None:
+        row = conn.execute("SELECT ciphertext FROM token WHERE id = 1").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def load(self) -> str | None:
+        """The token, or None when there is none or it cannot be decrypted."""
+        sealed = self.load_sealed()
+        return None if sealed is None else sealed[0]
+
+    def load_sealed(self) -> tuple[str, bytes] | None:
+        """(token, ciphertext) or None; the ciphertext identifies this token version."""
+        row = self._store.conn.execute(
+            "SELECT key_id, nonce, ciphertext FROM token WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        key_id, nonce, ciphertext = row
+        key = self._get_key()
+        if key_id != _key_id(key):
+            self._discard(row, "token was encrypted with another key")
+            return None
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            token = AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), AAD).decode("ascii")
+        except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
+            self._discard(row, f"token cannot be decrypted ({type(exc).__name__})")
+            return None
+        self._log.add_secret(token)
+        return token, bytes(ciphertext)
+
+    def _discard(self, row: tuple[str, bytes, bytes], reason: str) -> None:
+        aside = self._key_path.with_name(f"token.broken-{int(time.time() * 1000)}.json")
+        key_id, nonce, ciphertext = row
+        record = {
+            "key_id": key_id,
+            "nonce": base64.b64encode(bytes(nonce)).decode(),
+            "ciphertext": base64.b64encode(bytes(ciphertext)).decode(),
+        }
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        self._log.error("stored token is unusable; signed out", reason=reason, kept=str(aside))
+        with self._store.write() as conn:
+            conn.execute("DELETE FROM token WHERE id = 1 AND ciphertext = ?", (ciphertext,))

@@ -1,0 +1,222 @@
+"""The extension folder and its packaging step (extension/package.py).
+
+Checks the manifest policy the issue sets (fixed id, narrow permissions, content
+script scope, Firefox keys), that the unpacked folder says build "dev", and that the
+packaging step writes the build id into a copy and reproducible store zips.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION = ROOT / "extension"
+EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
+GECKO_ID = "companion@flattr-companion.example"
+
+
+def load_packager() -> ModuleType:
+    path = EXTENSION / "package.py"
+    spec = importlib.util.spec_from_file_location("flattr_extension_package", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+packager = load_packager()
+
+
+@pytest.fixture
+def manifest() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXTENSION / "manifest.json").read_text())
+    return data
+
+
+def id_from_key(key: str) -> str:
+    """Chromium's rule: first 32 hex digits of sha256(DER key), 0-f mapped to a-p."""
+    digest = hashlib.sha256(base64.b64decode(key)).hexdigest()[:32]
+    return "".join(chr(ord("a") + int(c, 16)) for c in digest)
+
+
+# --- the source folder -------------------------------------------------------------
+
+
+def test_manifest_key_gives_the_fixed_extension_id(manifest: dict[str, Any]) -> None:
+    assert id_from_key(manifest["key"]) == EXTENSION_ID
+
+
+def test_manifest_permissions_are_narrow(manifest: dict[str, Any]) -> None:
+    assert manifest["manifest_version"] == 3
+    assert sorted(manifest["permissions"]) == ["activeTab", "nativeMessaging"]
+    assert "host_permissions" not in manifest
+    assert "optional_permissions" not in manifest
+    assert "web_accessible_resources" not in manifest
+    assert "externally_connectable" not in manifest
+
+
+def test_content_script_only_on_https_flattr_com_top_frame(manifest: dict[str, Any]) -> None:
+    (script,) = manifest["content_scripts"]
+    assert script["matches"] == ["https://flattr.com/*"]
+    assert script["run_at"] == "document_start"
+    assert script.get("all_frames", False) is False
+    assert script["js"][-1] == "content/flattr.js"
+    assert "build.js" in script["js"]
+
+
+def test_background_keys_for_both_browsers(manifest: dict[str, Any]) -> None:
+    background = manifest["background"]
+    assert background["service_worker"] == "background.js"
+    # Firefox runs background.scripts in order; the worker imports the same files.
+    assert background["scripts"] == ["build.js", "lib/validate.js", "background.js"]
+    assert manifest["browser_specific_settings"]["gecko"]["id"] == GECKO_ID
+    worker = (EXTENSION / "background.js").read_text()
+    assert 'importScripts("build.js", "lib/validate.js")' in worker
+
+
+def test_every_file_the_manifest_names_exists(manifest: dict[str, Any]) -> None:
+    names = packager.referenced_files(manifest)
+    assert "popup/popup.html" in names
+    for name in names:
+        assert (EXTENSION / name).is_file(), name
+
+
+def test_unpacked_folder_says_build_dev() -> None:
+    text = (EXTENSION / "build.js").read_text()
+    assert packager.BUILD_LINE.findall(text) == ["dev"]
+
+
+def test_no_persistent_extension_storage_in_code() -> None:
+    """The token lives in the host only: no storage.local / storage.sync anywhere."""
+    for path in EXTENSION.rglob("*.js"):
+        text = path.read_text()
+        assert not re.search(r"storage\s*\.\s*(local|sync)", text), path
+        assert "localStorage" not in text, path
+
+
+def test_content_script_checks_origin_and_frame() -> None:
+    text = (EXTENSION / "content" / "flattr.js").read_text()
+    assert 'location.host !== "flattr.com"' in text
+    assert 'location.protocol !== "https:"' in text
+    assert "window.top !== window" in text
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_javascript_parses() -> None:
+    for path in sorted(EXTENSION.rglob("*.js")):
+        result = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{path}: {result.stderr}"
+
+
+# --- packaging ---------------------------------------------------------------------
+
+
+def test_package_writes_build_id_and_zips(tmp_path: Path, manifest: dict[str, Any]) -> None:
+    out = packager.package(tmp_path, "1.2.3-test")
+    assert out["build"] == "1.2.3-test"
+    unpacked = Path(out["unpacked"])
+    assert packager.BUILD_LINE.findall((unpacked / "build.js").read_text()) == ["1.2.3-test"]
+    # The unpacked copy keeps the key (same id) and is otherwise the source.
+    assert json.loads((unpacked / "manifest.json").read_text()) == manifest
+    content_script = Path("content") / "flattr.js"
+    assert (unpacked / content_script).read_bytes() == (EXTENSION / content_script).read_bytes()
+    assert not (unpacked / "package.py").exists()
+    # The source folder is untouched.
+    assert packager.BUILD_LINE.findall((EXTENSION / "build.js").read_text()) == ["dev"]
+
+    with zipfile.ZipFile(out["chromium"]) as archive:
+        names = set(archive.namelist())
+        chromium = json.loads(archive.read("manifest.json"))
+        build_js = archive.read("build.js").decode()
+    assert {"background.js", "content/flattr.js", "lib/validate.js", "popup/popup.html"} <= names
+    assert "package.py" not in names
+    assert '"1.2.3-test"' in build_js
+    assert "key" not in chromium
+    assert "scripts" not in chromium["background"]
+    assert chromium["background"]["service_worker"] == "background.js"
+    assert chromium["version"] == manifest["version"]
+    assert chromium["permissions"] == manifest["permissions"]
+
+    with zipfile.ZipFile(out["firefox"]) as archive:
+        firefox = json.loads(archive.read("manifest.json"))
+    assert "key" not in firefox
+    assert "service_worker" not in firefox["background"]
+    assert firefox["background"]["scripts"] == manifest["background"]["scripts"]
+    assert firefox["browser_specific_settings"]["gecko"]["id"] == GECKO_ID
+
+
+def test_default_build_id_follows_the_sources(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(EXTENSION, source, ignore=shutil.ignore_patterns("__pycache__"))
+    first = packager.default_build_id(source)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", first)
+    assert packager.default_build_id(source) == first
+    (source / "popup" / "popup.css").write_text("body{}\n")
+    assert packager.default_build_id(source) != first
+
+
+def test_zips_are_reproducible(tmp_path: Path) -> None:
+    a = packager.package(tmp_path / "a", "same")
+    b = packager.package(tmp_path / "b", "same")
+    for store in ("chromium", "firefox"):
+        assert Path(a[store]).read_bytes() == Path(b[store]).read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, 'quote"', "nl\n"])
+def test_bad_build_id_is_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(packager.PackageError, match="build id"):
+        packager.package(tmp_path, bad)
+    assert not any(tmp_path.iterdir())
+
+
+def test_build_js_must_hold_one_build_line() -> None:
+    with pytest.raises(packager.PackageError, match="found 0"):
+        packager.rewrite_build("// nothing\n", "x")
+    with pytest.raises(packager.PackageError, match="found 2"):
+        two = 'globalThis.FLATTR_BUILD = "a";\nglobalThis.FLATTR_BUILD = "b";\n'
+        packager.rewrite_build(two, "x")
+
+
+def test_missing_referenced_file_is_an_error(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(EXTENSION, source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "popup" / "popup.html").unlink()
+    with pytest.raises(packager.PackageError, match=r"popup/popup\.html"):
+        packager.package(tmp_path / "out", "x", source=source)
+
+
+def test_cli_prints_outputs_or_one_line_error(tmp_path: Path) -> None:
+    cli = [sys.executable, str(EXTENSION / "package.py"), "--out", str(tmp_path), "--build-id"]
+    ok = subprocess.run(
+        [*cli, "cli-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    outputs = json.loads(ok.stdout)
+    assert outputs["build"] == "cli-1"
+    assert Path(outputs["chromium"]).is_file()
+
+    bad = subprocess.run(
+        [*cli, "no good"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.stderr
