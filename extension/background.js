@@ -4,8 +4,7 @@
 // `com.flattr.companion` (docs/protocol.md), relays validated requests from the
 // flattr.com content script and from the popup, and forwards the host's `state`
 // events to open popups. Persistent state (token, subscription, queue) lives in the
-// host only: nothing is written to chrome.storage except, in the in-memory session
-// area, the ids of the sign-in tabs this extension opened.
+// host only: the extension uses no chrome.storage at all.
 //
 // Everything that must survive a worker restart is re-created at start-up: the
 // listeners below are registered synchronously at the top level (MV3 rule) and the
@@ -284,33 +283,16 @@ function isFlattrPageSender(sender) {
 
 // ---------------------------------------------------------------------------
 // Sign-in tabs opened by the extension (document 000, "Initiated by extension").
-// Their ids live in storage.session (memory only, not readable by content scripts)
-// so a worker restart between opening and handshake does not lose them.
+// Kept in memory only: the worker stays alive while its native port is open (Chrome
+// 105+), which is the only time a handshake can succeed. If the worker was restarted
+// in between, the tab is simply not recognised: it stays open and the page gets
+// flattr-authenticated instead, which is harmless.
 // ---------------------------------------------------------------------------
-const SIGN_IN_TABS_KEY = "signInTabs";
-
-async function signInTabs() {
-  try {
-    const stored = await chrome.storage.session.get(SIGN_IN_TABS_KEY);
-    return Array.isArray(stored[SIGN_IN_TABS_KEY]) ? stored[SIGN_IN_TABS_KEY] : [];
-  } catch (error) {
-    return [];
-  }
-}
-
-async function rememberSignInTab(tabId, keep) {
-  const ids = (await signInTabs()).filter((id) => id !== tabId);
-  if (keep) ids.push(tabId);
-  try {
-    await chrome.storage.session.set({ [SIGN_IN_TABS_KEY]: ids });
-  } catch (error) {
-    console.warn("flattr: cannot remember the sign-in tab:", error && error.message);
-  }
-}
+const signInTabIds = new Set();
 
 async function openSignIn() {
   const tab = await chrome.tabs.create({ url: SIGN_IN_URL, active: true });
-  await rememberSignInTab(tab.id, true);
+  signInTabIds.add(tab.id);
   return { opened: true };
 }
 
@@ -319,7 +301,7 @@ async function closeSignInTab(tab) {
   const siblings = await chrome.tabs.query({ windowId: tab.windowId });
   if (siblings.length <= 1) await chrome.tabs.create({ windowId: tab.windowId, active: true });
   await chrome.tabs.remove(tab.id);
-  await rememberSignInTab(tab.id, false);
+  signInTabIds.delete(tab.id);
 }
 
 // ---------------------------------------------------------------------------
@@ -350,7 +332,7 @@ async function handlePageMessage(message, sender) {
       const ownSignIn =
         authenticated &&
         new URL(sender.url).pathname === SIGN_IN_PATH &&
-        (await signInTabs()).includes(sender.tab.id);
+        signInTabIds.has(sender.tab.id);
       if (ownSignIn) {
         try {
           await closeSignInTab(sender.tab);
@@ -431,7 +413,7 @@ chrome.runtime.onConnect.addListener((port) => {
 });
 
 chrome.tabs.onRemoved.addListener((tabId) => {
-  rememberSignInTab(tabId, false).catch(() => {});
+  signInTabIds.delete(tabId);
 });
 
 connect();

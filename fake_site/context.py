@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
-from fake_flattr.certs import CertFiles
-from fake_flattr.clock import Clock
-from fake_flattr.journal import Journal
-from fake_flattr.push import PushHub
-from fake_flattr.ratelimit import RateLimiter
-from fake_flattr.seed import seed
-from fake_flattr.store import Store, Thing, User
-from fake_flattr.urls import AutoSubmit, is_flattrable, parse_auto_submit
-from fake_flattr.webhooks import WebhookSender
+from .certs import CertFiles
+from .clock import Clock
+from .journal import Journal
+from .push import PushHub
+from .ratelimit import DEFAULT_LIMIT, RateLimiter
+from .seed import seed
+from .store import Store, Thing, User
+from .urls import AutoSubmit, is_flattrable, parse_auto_submit
+from .webhooks import DEFAULT_RETRY_DELAYS, WebhookSender
 
 FlattrOutcome = Literal["ok", "flattr_once", "flattr_owner"]
 
@@ -29,7 +29,7 @@ FlattrOutcome = Literal["ok", "flattr_once", "flattr_owner"]
 DEFAULT_CODE_LIFETIME = 60.0
 
 
-class UnknownOwner(Exception):  # noqa: N818 - a domain outcome, not a crash
+class UnknownOwner(Exception):
     """An auto-submit URL names a ``user_id`` that has no account."""
 
 
@@ -59,6 +59,7 @@ class SiteContext:
         self.webhooks = WebhookSender(self.clock.now)
         self.push = PushHub(self._push_state)
         self._expiry: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
         if self.seeded and self.store.is_empty():
             seed(self.store)
 
@@ -86,6 +87,8 @@ class SiteContext:
         self.push.clear()
         self.clock.reset()
         self.code_lifetime = DEFAULT_CODE_LIFETIME
+        self.limiter.limit = DEFAULT_LIMIT
+        self.webhooks.retry_delays = DEFAULT_RETRY_DELAYS
         if self.seeded:
             seed(self.store)
 
@@ -106,11 +109,16 @@ class SiteContext:
         if expires_in is not None and active:
             loop = asyncio.get_running_loop()
             self._expiry[user.id] = loop.call_later(
-                max(0.0, expires_in), lambda: asyncio.ensure_future(self._expire(user.id))
+                max(0.0, expires_in), self._start_expiry, user.id
             )
         await self.push.broadcast(user.id, updated.subscription_active,
                                   updated.subscription_version)
         return updated
+
+    def _start_expiry(self, user_id: int) -> None:
+        task = asyncio.ensure_future(self._expire(user_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _expire(self, user_id: int) -> None:
         self._expiry.pop(user_id, None)

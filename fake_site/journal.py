@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fake_flattr import FakeSiteError
+from . import FakeSiteError
 
 FAULTS = ("delay", "reset", "close", "hang")
 ADMIN_PREFIX = "/__admin/"

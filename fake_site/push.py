@@ -49,6 +49,7 @@ class PushHub:
         self._tickets: dict[str, int] = {}
         self._open: dict[int, set[ServerConnection]] = {}
         self._server: Server | None = None
+        self._closing: set[asyncio.Future[None]] = set()
         self.url = ""
 
     def ticket(self, user_id: int) -> str:
@@ -66,7 +67,9 @@ class PushHub:
         self._tickets.clear()
         for conns in self._open.values():
             for conn in list(conns):
-                asyncio.ensure_future(conn.close(1001, "reset"))
+                task = asyncio.ensure_future(conn.close(1001, "reset"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     def open_count(self, user_id: int) -> int:
         """How many push sockets of this user are open."""

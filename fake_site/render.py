@@ -11,7 +11,7 @@ import datetime
 import re
 from typing import Any
 
-from fake_flattr.store import Flattr, Store, Thing, User
+from .store import Flattr, Store, Thing, User
 
 API_BASE = "https://api.flattr.com/rest/v2"
 SITE_BASE = "https://flattr.com"

@@ -7,7 +7,7 @@ documentation examples so responses can be compared with them.
 
 from __future__ import annotations
 
-from fake_flattr.store import Store
+from .store import Store
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # noqa: S105 - published demo credential

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fake_flattr import FakeSiteError
+from . import FakeSiteError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     sid TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id),
     csrf TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    web_token TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS partners (
     prefix TEXT PRIMARY KEY,
@@ -172,6 +173,16 @@ class Flattr:
     user_id: int
     thing_id: int
     created_at: int
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: its user, CSRF token and page API token."""
+
+    sid: str
+    user: User
+    csrf: str
+    web_token: str
 
 
 @dataclass(frozen=True)
@@ -426,25 +437,32 @@ class Store:
 
     # -- sessions --------------------------------------------------------
 
-    def create_session(self, user_id: int, now: float) -> tuple[str, str]:
-        """A new login session; returns (session id, CSRF token)."""
+    def create_session(self, user_id: int, now: float) -> Session:
+        """A new login session with its CSRF token and a page token for API calls."""
         sid, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(18)
-        self.db.execute("INSERT INTO sessions VALUES (?,?,?,?)", (sid, user_id, csrf, now))
-        return sid, csrf
+        web_token = self.mint_token(user_id, ("flattr", "thing"), "web", now=now)
+        self.db.execute("INSERT INTO sessions VALUES (?,?,?,?,?)",
+                        (sid, user_id, csrf, now, web_token))
+        session = self.session(sid)
+        assert session is not None
+        return session
 
-    def session(self, sid: str) -> tuple[User, str] | None:
-        """(user, CSRF token) for a session id, or None."""
+    def session(self, sid: str) -> Session | None:
+        """The live session for a session id, or None."""
         row = self.db.execute(
-            "SELECT u.*, s.csrf AS csrf FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.sid = ?", (sid,)
+            "SELECT u.*, s.sid AS sid, s.csrf AS csrf, s.web_token AS web_token"
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.sid = ?", (sid,)
         ).fetchone()
         user = self._user(row)
         if user is None:
             return None
-        return user, str(row["csrf"])
+        return Session(str(row["sid"]), user, str(row["csrf"]), str(row["web_token"]))
 
     def delete_session(self, sid: str) -> None:
-        """Log out."""
+        """Log out: the session and its page token end."""
+        row = self.db.execute("SELECT web_token FROM sessions WHERE sid = ?", (sid,)).fetchone()
+        if row is not None:
+            self.revoke_token(str(row[0]))
         self.db.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
 
     # -- things ----------------------------------------------------------

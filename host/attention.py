@@ -647,7 +647,7 @@ class AttentionEngine:
         decisions: list[Decision] = []
         for url in sorted(urls):
             page = self._page(url)
-            if False:
+            if not page.is_audio and page.audio >= AUDIO_PAGE_AFTER_S:
                 page.is_audio = True
                 self._dirty.add(url)
             while page.attention >= page.next_threshold:

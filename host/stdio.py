@@ -181,16 +181,21 @@ class Loop:
         self._submitter.start()
 
     def _loop(self) -> int:
+        try:
+            return self._read_loop()
+        except _Terminate:
+            self._log.info("SIGTERM: shutting down")
+            return EXIT_OK
+        finally:
+            self._handling = True  # a second SIGTERM during shutdown only sets the flag
+
+    def _read_loop(self) -> int:
         decoder = framing.Decoder(self._config.max_inbound_frame)
         first = True
         while not self._terminate and not self._writer.broken:
             if first and self._submitter is None and not _readable(self._in_fd, IDLE_START_S):
                 self._start_submitter()
-            try:
-                data = os.read(self._in_fd, READ_SIZE)
-            except _Terminate:
-                self._log.info("SIGTERM: shutting down")
-                return EXIT_OK
+            data = os.read(self._in_fd, READ_SIZE)
             if not data:
                 try:
                     decoder.close()

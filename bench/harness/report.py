@@ -33,15 +33,15 @@ def _short(text: str, limit: int = 300) -> str:
 
 def table(results: list[FigureResult]) -> str:
     """A plain-text table: one line per measured row, one per missing figure."""
-    head = f"{'figure':<34} {'variant':<30} {'median':>10} {'min':>10} {'max':>10} {'n':>3}"
+    head = f"  {'variant':<34} {'median':>10} {'min':>10} {'max':>10} {'n':>3}"
     lines = [head, "-" * len(head)]
     for fig in results:
-        lines.append(f"{fig.title} [{fig.unit}]  target: {fig.target}")
+        lines.append(f"{fig.title} [{fig.unit}], target {fig.target}")
         for row in fig.rows:
             s = row.summary
             mark = "*" if row.role == "candidate" else " "
             lines.append(
-                f"  {mark}{'':<31} {row.name:<30} {_fmt(s.median):>10} {_fmt(s.minimum):>10} "
+                f"{mark} {row.name:<34} {_fmt(s.median):>10} {_fmt(s.minimum):>10} "
                 f"{_fmt(s.maximum):>10} {len(s.samples):>3}"
             )
         if fig.status == "measured":

@@ -30,10 +30,10 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from fake_flattr import FakeSiteError
-from fake_flattr.context import SiteContext
-from fake_flattr.ratelimit import Budget
-from fake_flattr.store import Token, User
+from .. import FakeSiteError
+from ..context import SiteContext
+from ..ratelimit import Budget
+from ..store import Token, User
 
 API_PREFIX = "/rest/v2"
 JSON_TYPE = "application/json;charset=utf-8"
@@ -330,15 +330,15 @@ class Api:
                 found, args = self._match(request.method, path)
             except ApiError:
                 negotiate(frozenset({"json", "as"}), suffix, request.headers.get("Accept", ""))
-                budget = self.ctx.limiter.hit(self._client_key(request, None))
-                rate_headers = budget.headers()
-                if budget.exceeded:
+                spent = self.ctx.limiter.hit(self._client_key(request, None))
+                rate_headers = spent.headers()
+                if spent.exceeded:
                     raise _rate_limited() from None
                 raise
             fmt = negotiate(found.formats, suffix, request.headers.get("Accept", ""))
             raw_token = _bearer(request) if found.auth != "none" else None
             token = self.ctx.store.token(raw_token) if raw_token else None
-            budget = None
+            budget: Budget | None = None
             if found.rate_limited:
                 budget = self.ctx.limiter.hit(self._client_key(request, token))
                 rate_headers = budget.headers()

@@ -9,7 +9,21 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from fake_flattr.api.core import (
+from ..catalog import CATEGORIES, CATEGORY_IDS, LANGUAGE_IDS, LANGUAGES
+from ..context import UnknownOwner
+from ..render import (
+    API_BASE,
+    activity,
+    flattr_obj,
+    full_user,
+    mini_thing,
+    thing_for,
+    thing_public,
+)
+from ..store import Flattr, Thing, User
+from ..tags import parse_tags
+from ..urls import is_flattrable, parse_auto_submit
+from .core import (
     STREAM_TYPE,
     ApiCall,
     ApiError,
@@ -19,20 +33,6 @@ from fake_flattr.api.core import (
     not_found,
     route,
 )
-from fake_flattr.catalog import CATEGORIES, CATEGORY_IDS, LANGUAGE_IDS, LANGUAGES
-from fake_flattr.context import UnknownOwner
-from fake_flattr.render import (
-    API_BASE,
-    activity,
-    flattr_obj,
-    full_user,
-    mini_thing,
-    thing_for,
-    thing_public,
-)
-from fake_flattr.store import Flattr, Thing, User
-from fake_flattr.tags import parse_tags
-from fake_flattr.urls import is_flattrable, parse_auto_submit
 
 SEARCH_SORTS = ("relevance", "trend", "flattrs", "flattrs_month", "flattrs_week", "flattrs_day")
 
@@ -51,7 +51,7 @@ def _user_named(call: ApiCall) -> User:
 def _thing_by_id(call: ApiCall, raw: str) -> Thing:
     thing = call.ctx.store.thing(int(raw)) if raw.isdigit() else None
     if thing is None:
-        raise not_found("The thing can not be found")
+        raise not_found()
     return thing
 
 

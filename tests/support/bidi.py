@@ -475,7 +475,9 @@ class BidiSession:
 
     # browsingContext
 
-    def get_tree(self, max_depth: int | None = None, timeout: float | None = None) -> list[JsonDict]:
+    def get_tree(
+        self, max_depth: int | None = None, timeout: float | None = None
+    ) -> list[JsonDict]:
         """browsingContext.getTree; returns the top-level contexts."""
         params: JsonDict = {} if max_depth is None else {"maxDepth": max_depth}
         return list(self.send("browsingContext.getTree", params, timeout)["contexts"])

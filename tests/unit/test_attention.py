@@ -442,6 +442,22 @@ def test_scaled_audio_page() -> None:
     assert times(engine.advance(40)) == pytest.approx([t / 100 for t in AUDIO])
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("scale", [0.01, 0.013, 1 / 3])
+@pytest.mark.parametrize("start", [12345.678, 987654.321])
+def test_scaled_on_a_large_monotonic_clock(scale: float, start: float) -> None:
+    # Real monotonic clocks start far from 0, where (threshold - attention) * scale
+    # rounds; the engine must still cross every threshold once and terminate.
+    engine = AttentionEngine(ALL, scale=scale, start=start)
+    engine.handle(audible(start))
+    decisions = engine.advance(start + 4000 * scale)
+    assert [d.threshold for d in decisions] == AUDIO
+    assert [(d.at - start) / scale for d in decisions] == pytest.approx(AUDIO)
+    signals = [*front(start), *beats(start + 10 * scale, start + 300 * scale, every=10 * scale)]
+    decisions = play(AttentionEngine(ALL, scale=scale, start=start), signals, start + 300 * scale)
+    assert [(d.at - start) / scale for d in decisions] == pytest.approx(NORMAL)
+
+
 @pytest.mark.parametrize("text", ["0", "-1", "2", "nan", "inf", "fast"])
 def test_parse_scale_rejects(text: str) -> None:
     with pytest.raises(AttentionError, match="attention scale"):
@@ -474,6 +490,12 @@ def test_next_wakeup_points_at_next_change() -> None:
     assert engine.next_wakeup() == 50
     engine.advance(50)
     assert engine.next_wakeup() == 55
+
+    # The front tab is also the audible one: the window closing changes nothing,
+    # the next change is the page becoming an audio page at 20 s.
+    both = AttentionEngine(ALL)
+    play(both, [*front(0, url=SONG, tab=3), audible(0, tab=3, window=1)], until=0)
+    assert both.next_wakeup() == 20
 
 
 def test_reset_forgets_browser_state_but_keeps_counters() -> None:

@@ -64,6 +64,7 @@ def test_manifest_permissions_are_narrow(manifest: dict[str, Any]) -> None:
     assert manifest["manifest_version"] == 3
     assert sorted(manifest["permissions"]) == ["activeTab", "nativeMessaging"]
     assert "host_permissions" not in manifest
+    assert "storage" not in manifest["permissions"]
     assert "optional_permissions" not in manifest
     assert "web_accessible_resources" not in manifest
     assert "externally_connectable" not in manifest
@@ -101,11 +102,12 @@ def test_unpacked_folder_says_build_dev() -> None:
 
 
 def test_no_persistent_extension_storage_in_code() -> None:
-    """The token lives in the host only: no storage.local / storage.sync anywhere."""
+    """The token lives in the host only: no chrome.storage, no localStorage anywhere."""
     for path in EXTENSION.rglob("*.js"):
         text = path.read_text()
-        assert not re.search(r"storage\s*\.\s*(local|sync)", text), path
+        assert not re.search(r"\.storage\s*\.\s*(local|sync|session)", text), path
         assert "localStorage" not in text, path
+        assert "indexedDB" not in text, path
 
 
 def test_content_script_checks_origin_and_frame() -> None:

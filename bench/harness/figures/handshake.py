@@ -85,7 +85,8 @@ def run(ctx: Context, result: FigureResult) -> None:
     if command is None:
         raise NotAvailable(f"the browser needs the installed host manifest: {why}")
     home = ctx.ws.fresh("handshake-home")
-    env = host_env(ctx.ws.fresh("handshake-host"), {"HOME": str(home)})
+    host_home = ctx.ws.fresh("handshake-host")
+    env = host_env(host_home, {"HOME": str(home)})
     samples: list[float] = []
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -109,6 +110,8 @@ def run(ctx: Context, result: FigureResult) -> None:
                 samples.append(one_handshake(page, f"bench-token-{i:04d}"))
         finally:
             context.close()
+    if not (host_home / "host.db").is_file():  # proof that Chromium ran our host
+        raise BenchError(f"Chromium authenticated, but no host store appeared in {host_home}")
     result.rows.append(Row("extension + host", Summary.of(samples), "candidate"))
     result.notes.append(f"host spawned by Chromium through {command.argv[0]}")
     result.met = Summary.of(samples).median <= LIMIT_MS

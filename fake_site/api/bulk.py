@@ -1,0 +1,86 @@
+"""``POST /rest/v2/flattr/bulk``: the endpoint the extension and the host submit to.
+
+Upstream never documented its answer (../shared/REFERENCE.md); this fake fixes
+the contract, documented in docs/fake-site.md:
+
+- ``Authorization: Bearer <token>`` with scope ``flattr``; a missing, unknown or
+  revoked token -> ``401 unauthorized``.
+- Body: a JSON array of ``{"url": "..."}`` objects, at most ``MAX_ITEMS``; any
+  other shape, or more items -> ``400 invalid_request`` naming the count and limit.
+- Account subscription inactive -> ``402 subscription_inactive`` (our choice;
+  document 000 only says the extension deactivates its subscription on 402).
+  Nothing is stored then.
+- ``200 {"results": [{"url", "status", "thing_id"}, ...]}`` in input order, where
+  status is ``ok`` (flattr stored), ``flattr_once`` (already flattred, also for a
+  repeat within the same request), ``flattr_owner`` (the user's own thing) or
+  ``invalid_url`` (not an absolute http(s) URL of at most 8 KiB; ``thing_id`` null).
+  A URL that is not yet a thing becomes an unclaimed thing; an auto-submit URL
+  creates its thing with its metadata.
+- Rate limited like every resource (``403 rate_limit_exceeded``).
+Check order: rate limit, 401, 403 scope, 400 body, 402.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import UnknownOwner
+from ..store import Thing
+from ..urls import is_flattrable, parse_auto_submit
+from .core import ApiCall, ApiError, Reply, Route, route
+
+MAX_ITEMS = 500
+
+
+def _validate(body: object) -> list[str]:
+    if not isinstance(body, list):
+        raise ApiError(400, "invalid_request",
+                       f"body must be a JSON array of {{\"url\": ...}} objects,"
+                       f" got {type(body).__name__}")
+    if len(body) > MAX_ITEMS:
+        raise ApiError(400, "invalid_request",
+                       f"got {len(body)} items, the maximum is {MAX_ITEMS} per request")
+    urls: list[str] = []
+    for index, item in enumerate(body):
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            raise ApiError(400, "invalid_request",
+                           f"item {index} must be an object with a string \"url\"")
+        urls.append(item["url"])
+    return urls
+
+
+async def bulk(call: ApiCall) -> Reply:
+    """Flattr many URLs at once (see the module docstring for the contract)."""
+    user = call.require_user()
+    raw = await call.request.read()
+    body = await call.body() if raw.strip() else None
+    urls = _validate(body)
+    if not user.subscription_active:
+        raise ApiError(402, "subscription_inactive",
+                       "The account's subscription is not active; nothing was flattred")
+    results: list[dict[str, Any]] = []
+    for url in urls:
+        if not is_flattrable(url):
+            results.append({"url": url, "status": "invalid_url", "thing_id": None})
+            continue
+        thing = _thing(call, url)
+        status = call.ctx.flattr(user, thing)
+        results.append({"url": url, "status": status, "thing_id": thing.id})
+    return Reply({"results": results})
+
+
+def _thing(call: ApiCall, url: str) -> Thing:
+    try:
+        thing = call.ctx.thing_for_url(url, create_plain=True)
+    except UnknownOwner:
+        # An auto-submit URL naming an unknown user: flattr its URL, unclaimed.
+        auto = parse_auto_submit(url)
+        assert auto is not None
+        thing = call.ctx.thing_for_url(auto.url, create_plain=True)
+    assert thing is not None
+    return thing
+
+
+def routes() -> list[Route]:
+    """The bulk route (before ``/flattr`` is irrelevant: patterns are anchored)."""
+    return [route("POST", "/flattr/bulk", bulk, auth="user", scope="flattr")]

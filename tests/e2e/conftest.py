@@ -1,0 +1,598 @@
+"""Fixtures for the end-to-end suite: real Chromium, real extension, real host.
+
+Every test gets fresh, isolated parts:
+
+- a Chromium profile (``launch_persistent_context``) with the unchanged extension
+  loaded from ``extension/`` (or a packaged copy), ``HOME`` pointed at a temporary
+  folder, and ``https://flattr.com`` / ``https://api.flattr.com`` mapped to the fake
+  site with ``--host-resolver-rules`` (its leaf certificate accepted by SPKI pin);
+- the real host, installed into ``<profile>/NativeMessagingHosts`` by the real
+  ``flattr-host install``, with its own ``FLATTR_HOST_HOME`` and API settings that
+  reach the fake API quickly (backoff near zero; timing is injected, never slept);
+- the session's fake site (``fake_site`` from tests/conftest.py), reset per test.
+
+Factories close what they open. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_DIR = ROOT / "extension"
+EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
+CHROMIUM = os.environ.get("FLATTR_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+MANIFEST_VERSION = json.loads((EXTENSION_DIR / "manifest.json").read_text())["version"]
+POPUP_URL = f"chrome-extension://{EXTENSION_ID}/popup/popup.html"
+# Timeout for anything the browser should do promptly (milliseconds).
+WAIT_MS = 15_000
+
+# Records every flattr-* event on the page's document, in the page's own world,
+# before any page script runs (Playwright init scripts run first in every frame).
+RECORDER_JS = """
+(() => {
+  const names = ["flattr-installed", "flattr-uninstalled", "flattr-trigger",
+    "flattr-authenticate", "flattr-token", "flattr-authenticated", "flattr-subscription"];
+  const log = [];
+  Object.defineProperty(window, "__flattrEvents", { value: log });
+  for (const name of names) {
+    document.addEventListener(name, (event) => {
+      let detail;
+      try { detail = JSON.parse(JSON.stringify(event.detail === undefined ? null : event.detail)); }
+      catch (error) { detail = "<unserializable>"; }
+      log.push({ type: name, detail });
+    }, true);
+  }
+})();
+"""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test here e2e; skip them all when Chromium is not installed."""
+    here = Path(__file__).parent
+    skip = None
+    if not os.access(CHROMIUM, os.X_OK):
+        skip = pytest.mark.skip(reason=f"{CHROMIUM} is not installed (make chromium)")
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+            if skip is not None:
+                item.add_marker(skip)
+
+
+# ---------------------------------------------------------------------------------
+# Pages and popups
+# ---------------------------------------------------------------------------------
+
+
+class FlattrPage:
+    """A tab, with the flattr-* events its document saw."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.console: list[tuple[str, str]] = []
+        page.on("console", lambda message: self.console.append((message.type, message.text)))
+
+    @property
+    def url(self) -> str:
+        return str(self.page.url)
+
+    def events(self, name: str | None = None, frame: Any = None) -> list[dict[str, Any]]:
+        target = frame or self.page
+        found: list[dict[str, Any]] = target.evaluate("window.__flattrEvents || []")
+        return [e for e in found if name is None or e["type"] == name]
+
+    def wait_event(self, name: str, count: int = 1, timeout: int = WAIT_MS) -> dict[str, Any]:
+        """Wait until ``name`` has been seen ``count`` times; return the last one."""
+        self.page.wait_for_function(
+            "([name, count]) => (window.__flattrEvents || [])"
+            ".filter((e) => e.type === name).length >= count",
+            arg=[name, count],
+            timeout=timeout,
+        )
+        return self.events(name)[-1]
+
+    def dispatch(self, name: str, detail_js: str = "null", frame: Any = None) -> None:
+        """Dispatch a CustomEvent from the page's world; ``detail_js`` is a JS expression."""
+        target = frame or self.page
+        target.evaluate(
+            f"document.dispatchEvent(new CustomEvent({json.dumps(name)}, {{ detail: ({detail_js}) }}))"
+        )
+
+    def session_extension(self) -> str | None:
+        value: str | None = self.page.evaluate("sessionStorage.getItem('extension')")
+        return value
+
+    def warnings(self) -> list[str]:
+        return [text for kind, text in self.console if kind == "warning" and "flattr-companion" in text]
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path))
+        return path
+
+
+class ActionPopup:
+    """The real toolbar popup, opened by ``Extensions.triggerAction`` (CDP).
+
+    Triggering the action is what a click on the toolbar button does, including the
+    ``activeTab`` grant for the tab. Playwright does not expose the popup as a Page,
+    so it is driven over a raw CDP target session (``Target.sendMessageToTarget``).
+    """
+
+    def __init__(self, browser: ExtensionBrowser, target_id: str) -> None:
+        self.browser = browser
+        self.cdp = browser.browser_cdp()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._next = 0
+        self.cdp.on("Target.receivedMessageFromTarget", self._on_message)
+        self.session = self.cdp.send(
+            "Target.attachToTarget", {"targetId": target_id, "flatten": False}
+        )["sessionId"]
+
+    def _on_message(self, event: dict[str, Any]) -> None:
+        if event.get("sessionId") != self.session:
+            return
+        message = json.loads(event["message"])
+        if "id" in message:
+            self._replies[message["id"]] = message
+
+    def call(self, method: str, params: dict[str, Any], timeout: float = WAIT_MS / 1000) -> Any:
+        self._next += 1
+        call_id = self._next
+        self.cdp.send(
+            "Target.sendMessageToTarget",
+            {"sessionId": self.session,
+             "message": json.dumps({"id": call_id, "method": method, "params": params})},
+        )
+        deadline = time.monotonic() + timeout
+        while call_id not in self._replies:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"popup did not answer {method} within {timeout} s")
+            self.browser.pump()  # lets Playwright deliver the CDP event
+        reply = self._replies.pop(call_id)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        """Evaluate in the popup (promises awaited) and return the JSON value."""
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"popup script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, js_condition: str, timeout_ms: int = WAIT_MS) -> None:
+        ok = self.evaluate(
+            f"""new Promise((resolve) => {{
+                const deadline = Date.now() + {timeout_ms};
+                const check = () => {{
+                    let ok = false;
+                    try {{ ok = Boolean({js_condition}); }} catch (e) {{}}
+                    if (ok || Date.now() > deadline) resolve(ok); else setTimeout(check, 20);
+                }};
+                check();
+            }})"""
+        )
+        if not ok:
+            raise TimeoutError(f"popup: {js_condition} not true within {timeout_ms} ms")
+
+    def click(self, element_id: str) -> None:
+        self.evaluate(f"document.getElementById({json.dumps(element_id)}).click()")
+
+    def text(self, element_id: str) -> str:
+        value: str = self.evaluate(f"document.getElementById({json.dumps(element_id)}).textContent")
+        return value
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.evaluate("window.close()")
+        except (RuntimeError, TimeoutError):
+            pass
+
+
+# ---------------------------------------------------------------------------------
+# The browser
+# ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtensionBrowser:
+    """One running Chromium with the extension; ``close()`` is idempotent."""
+
+    context: Any
+    profile: Path
+    env: dict[str, str]
+    _cdp: Any = None
+    _pages: list[FlattrPage] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def worker(self) -> Any:
+        for worker in self.context.service_workers:
+            if worker.url.startswith(f"chrome-extension://{EXTENSION_ID}/"):
+                return worker
+        return self.context.wait_for_event("serviceworker", timeout=WAIT_MS)
+
+    def browser_cdp(self) -> Any:
+        if self._cdp is None:
+            self._cdp = self.context.browser.new_browser_cdp_session()
+        return self._cdp
+
+    def pump(self) -> None:
+        """Give Playwright's event loop a turn (sync API delivers events while waiting)."""
+        self.context.pages[0].wait_for_timeout(10) if self.context.pages else time.sleep(0.01)
+
+    def open(self, url: str) -> FlattrPage:
+        page = FlattrPage(self.context.new_page())
+        self._pages.append(page)
+        page.page.goto(url)
+        return page
+
+    def wrap(self, page: Any) -> FlattrPage:
+        wrapped = FlattrPage(page)
+        self._pages.append(wrapped)
+        return wrapped
+
+    def popup_tab(self) -> FlattrPage:
+        """The popup page opened in a tab: same code, same worker port, easy to drive."""
+        popup = self.open(POPUP_URL)
+        popup.page.wait_for_selector("#host-status:not([data-phase='connecting'])", timeout=WAIT_MS)
+        return popup
+
+    def action_popup(self, tab: FlattrPage) -> ActionPopup:
+        """Click the toolbar button for ``tab`` and return the popup that opened."""
+        tab.page.bring_to_front()
+        cdp = self.browser_cdp()
+        tabs = cdp.send("Target.getTargets", {"filter": [{"type": "tab"}]})["targetInfos"]
+        matching = [t for t in tabs if t["url"] == tab.url]
+        assert matching, f"no tab target for {tab.url}: {[t['url'] for t in tabs]}"
+        before = {t["targetId"] for t in cdp.send("Target.getTargets")["targetInfos"]}
+        cdp.send("Extensions.triggerAction", {"id": EXTENSION_ID, "targetId": matching[0]["targetId"]})
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while True:
+            fresh = [
+                t for t in cdp.send("Target.getTargets")["targetInfos"]
+                if t["targetId"] not in before and t["url"] == POPUP_URL
+            ]
+            if fresh:
+                return ActionPopup(self, fresh[0]["targetId"])
+            if time.monotonic() > deadline:
+                raise TimeoutError("the action popup did not open")
+            self.pump()
+
+    def record_worker_errors(self) -> None:
+        """From now on, collect uncaught errors and rejections in the worker."""
+        self.worker.evaluate(
+            """(() => {
+                if (self.__flattrErrors) return;
+                self.__flattrErrors = [];
+                self.addEventListener("error", (e) => self.__flattrErrors.push(String(e.message)));
+                self.addEventListener("unhandledrejection",
+                    (e) => self.__flattrErrors.push(String(e.reason && e.reason.stack || e.reason)));
+            })()"""
+        )
+
+    def worker_errors(self) -> list[str]:
+        errors: list[str] = self.worker.evaluate("self.__flattrErrors || []")
+        return errors
+
+    def worker_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.worker.evaluate("JSON.parse(JSON.stringify(link.status))")
+        return status
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.context.close()
+        except Exception:  # noqa: BLE001 - already gone (crash or closed by the test)
+            pass
+
+
+# ---------------------------------------------------------------------------------
+# The host
+# ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Host:
+    """The host's side of a test: its data directory and its CLI."""
+
+    home: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flattr_host", *args],
+            env=self.env, capture_output=True, text=True, timeout=30, check=False,
+        )
+
+    def status(self) -> dict[str, Any]:
+        done = self.cli("status", "--json")
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def install(self, profile: Path) -> Path:
+        done = self.cli("install", "--browser", "chromium", "--user-data-dir", str(profile))
+        assert done.returncode == 0, done.stderr
+        manifest = profile / "NativeMessagingHosts" / "com.flattr.companion.json"
+        assert manifest.is_file()
+        return manifest
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for path in sorted((self.home / "logs").glob("*")):
+            for raw in path.read_text(errors="replace").splitlines():
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    continue
+        return lines
+
+    def requests(self) -> list[str]:
+        """Types of the frames the host received (its debug log logs every frame in)."""
+        return [
+            str(line["message"].get("type"))
+            for line in self.log_lines()
+            if line.get("msg") == "frame in" and isinstance(line.get("message"), dict)
+        ]
+
+    def files_bytes(self) -> bytes:
+        return b"".join(p.read_bytes() for p in self.home.rglob("*") if p.is_file())
+
+
+def host_env(base: Path, home: Path, api: str, ca: str) -> dict[str, str]:
+    """Environment for the browser, inherited by the host it starts."""
+    return {
+        **os.environ,
+        "HOME": str(base / "home"),
+        "FLATTR_HOST_HOME": str(home),
+        "FLATTR_API_BASE": api,
+        "FLATTR_CA_BUNDLE": ca,
+        "FLATTR_LOG_LEVEL": "debug",  # every frame logged: proves redaction too
+        "FLATTR_RETRY_BASE_S": "0.05",
+        "FLATTR_RETRY_CAP_S": "0.2",
+        "FLATTR_SUBMIT_DELAY_S": "0.05",
+        "FLATTR_LEASE_S": "5",
+    }
+
+
+def resolver_rules(site: str, api: str) -> str:
+    site_port = urlsplit(site).port
+    api_port = urlsplit(api).port
+    return (
+        f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+    )
+
+
+# ---------------------------------------------------------------------------------
+# The fake site, through its admin API (docs/fake-site.md)
+# ---------------------------------------------------------------------------------
+
+
+class Site:
+    """The fake flattr.com / api.flattr.com of one test, driven by its admin API.
+
+    Only the endpoints (``site``, ``api``, ``ca``, ``spki``) are taken from the
+    session's ``fake_site``; everything else goes over HTTPS to ``/__admin/``, so the
+    suite exercises the same interface any script would.
+    """
+
+    def __init__(self, endpoints: Any) -> None:
+        def pick(name: str) -> str:
+            value = getattr(endpoints, name, None)
+            if value is None and isinstance(endpoints, dict):
+                value = endpoints.get(name)
+            assert isinstance(value, str | Path), f"fake_site has no {name!r}"
+            return str(value)
+
+        self.site, self.api, self.ca, self.spki = (pick(n) for n in ("site", "api", "ca", "spki"))
+        self._tls = ssl.create_default_context(cafile=self.ca)
+        self._tls.check_hostname = False  # reached as 127.0.0.1; the CA is still checked
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None,
+              query: dict[str, Any] | None = None, timeout: float = 70) -> Any:
+        url = f"{self.api}/__admin/{path}"
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=self._tls, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"admin {method} {path}: {error.code} {error.read()!r}") from None
+
+    def reset(self) -> None:
+        self.admin("POST", "reset", {"seed": True})
+
+    def create_user(self, username: str, active: bool = True) -> dict[str, Any]:
+        """A fresh user (password = username) with the subscription ``active``."""
+        created: dict[str, Any] = self.admin(
+            "POST", "users", {"username": username, "subscription": {"active": active}})
+        return created
+
+    def set_subscription(self, username: str, active: bool) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin(
+            "POST", f"users/{username}/subscription", {"active": active})
+        return result
+
+    def revoke(self, username: str) -> int:
+        count: int = self.admin("POST", "tokens/revoke", {"username": username})["revoked"]
+        return count
+
+    def script(self, method: str, path: str, responses: list[dict[str, Any]],
+               server: str = "api") -> None:
+        self.admin("POST", "script",
+                   {"method": method, "path": path, "responses": responses, "server": server})
+
+    def journal(self, *, server: str | None = None, method: str | None = None,
+                path: str | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.admin(
+            "GET", "journal", query={"server": server, "method": method, "path": path}
+        )["entries"]
+        return entries
+
+    def wait_for(self, count: int, *, server: str | None = None, method: str | None = None,
+                 path: str | None = None, timeout: float = WAIT_MS / 1000) -> list[dict[str, Any]]:
+        """Block (server-side long poll) until ``count`` entries match; fail on timeout."""
+        answer = self.admin("GET", "journal/wait", query={
+            "count": count, "timeout": timeout, "server": server, "method": method, "path": path})
+        entries: list[dict[str, Any]] = answer["entries"]
+        assert not answer["timed_out"], (
+            f"only {len(entries)} of {count} {method} {path} requests within {timeout} s: {entries}"
+        )
+        return entries
+
+    def bulk_posts(self) -> list[dict[str, Any]]:
+        """The API's bulk flattr requests so far, bodies parsed."""
+        posts = self.journal(server="api", method="POST", path=BULK_PATH)
+        for post in posts:
+            try:
+                post["json"] = json.loads(post["body"])
+            except ValueError:
+                post["json"] = None
+        return posts
+
+
+BULK_PATH = "/rest/v2/flattr/bulk"
+
+
+def bulk_urls(site: Site, token: str | None = None, delivered_only: bool = False) -> list[str]:
+    """URLs sent in bulk POSTs (optionally only those with ``Bearer token``)."""
+    urls = []
+    for post in site.bulk_posts():
+        headers = {k.lower(): v for k, v in post["headers"].items()}
+        if token is not None and headers.get("authorization") != f"Bearer {token}":
+            continue
+        for item in post["json"] or []:
+            urls.append(item["url"])
+    return urls
+
+
+# ---------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def site(fake_site: Any) -> Site:
+    """The session's fake site, reset to its seeded start-up state for this test."""
+    wrapped = Site(fake_site)
+    wrapped.reset()
+    return wrapped
+
+
+@pytest.fixture
+def host(tmp_path: Path, site: Any) -> Host:
+    home = tmp_path / "host"
+    return Host(home, host_env(tmp_path, home, site.api, site.ca))
+
+
+LaunchFn = Callable[..., ExtensionBrowser]
+
+
+@pytest.fixture
+def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[LaunchFn]:
+    """Factory: ``launch(profile=None, extension=EXTENSION_DIR, install_host=True)``.
+
+    Starts Chromium with the extension; the host is installed into the profile first
+    unless ``install_host`` is false. The same ``profile`` can be launched again after
+    ``close()`` (browser restart). Everything launched is closed at teardown.
+    """
+    opened: list[ExtensionBrowser] = []
+    (tmp_path / "home").mkdir(exist_ok=True)
+
+    def start(
+        profile: Path | None = None,
+        extension: Path = EXTENSION_DIR,
+        install_host: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> ExtensionBrowser:
+        profile = profile or tmp_path / "profile"
+        profile.mkdir(parents=True, exist_ok=True)
+        if install_host:
+            host.install(profile)
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=not os.environ.get("FLATTR_E2E_HEADED"),
+            env=env or host.env,
+            viewport={"width": 900, "height": 700},
+            args=[
+                f"--disable-extensions-except={extension}",
+                f"--load-extension={extension}",
+                f"--host-resolver-rules={resolver_rules(site.site, site.api)}",
+                f"--ignore-certificate-errors-spki-list={site.spki}",
+                # Allows Extensions.triggerAction (the toolbar click) over the CDP pipe.
+                "--enable-unsafe-extension-debugging",
+            ],
+        )
+        context.set_default_timeout(WAIT_MS)
+        context.add_init_script(RECORDER_JS)
+        browser = ExtensionBrowser(context, profile, env or host.env)
+        opened.append(browser)
+        browser.record_worker_errors()
+        return browser
+
+    yield start
+    for browser in reversed(opened):
+        browser.close()
+
+
+@pytest.fixture
+def browser(launch: LaunchFn) -> ExtensionBrowser:
+    """A browser with the extension and the host installed."""
+    return launch()
+
+
+def routed_page(browser: ExtensionBrowser, url: str, body: str) -> FlattrPage:
+    """Open ``url`` served by the test itself (for origins the fake site is not)."""
+    def fulfill(route: Any) -> None:
+        route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body)
+
+    browser.context.route(url, fulfill)
+    return browser.open(url)
+
+
+def profile_bytes(profile: Path) -> bytes:
+    """Every file the browser wrote under the profile, concatenated (for leak checks)."""
+    chunks = []
+    for path in profile.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                chunks.append(path.read_bytes())
+            except OSError:
+                continue
+    return b"".join(chunks)

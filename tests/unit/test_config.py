@@ -1,0 +1,69 @@
+"""Configuration: defaults, file, environment, and clear errors (issue 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flattr_host import config
+from flattr_host.errors import ConfigError
+
+
+def test_defaults_follow_the_original_extension(tmp_path: Path) -> None:
+    loaded = config.load({"FLATTR_HOST_HOME": str(tmp_path)})
+    assert loaded.home == tmp_path
+    assert loaded.retry_base_s == 60.0 and loaded.retry_cap_s == 3840.0
+    assert loaded.submit_delay_s == 1.0
+    assert loaded.api_base == "https://api.flattr.com"
+    assert loaded.allowed_extensions == (config.CHROMIUM_EXTENSION_ID,
+                                         config.FIREFOX_EXTENSION_ID)
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"retry_base_s": 5, "log_level": "debug"}))
+    loaded = config.load({"FLATTR_HOST_HOME": str(tmp_path), "FLATTR_RETRY_BASE_S": "0.01",
+                          "FLATTR_ALLOWED_EXTENSIONS": "a, b", "FLATTR_INSPECT": "yes"})
+    assert loaded.retry_base_s == 0.01
+    assert loaded.log_level == "debug"
+    assert loaded.allowed_extensions == ("a", "b")
+    assert loaded.inspect is True
+
+
+@pytest.mark.parametrize(
+    ("env", "text"),
+    [
+        ({"FLATTR_RETRY_BASE_S": "soon"}, "FLATTR_RETRY_BASE_S: invalid value 'soon'"),
+        ({"FLATTR_RETRY_CAP_S": "-1"}, ">= 0"),
+        ({"FLATTR_LOG_LEVEL": "loud"}, "log level 'loud' is not one of"),
+        ({"FLATTR_BATCH_MAX": "0"}, "batch_max 0 must be at least 1"),
+        ({"FLATTR_API_BASE": "ftp://x"}, "must be an http(s) URL"),
+        ({"FLATTR_INSPECT": "maybe"}, "expected 1/0"),
+    ],
+)
+def test_bad_environment_values(tmp_path: Path, env: dict[str, str], text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({"FLATTR_HOST_HOME": str(tmp_path), **env})
+    assert text in str(info.value)
+
+
+def test_bad_config_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json: cannot read"):
+        config.load({"FLATTR_HOST_HOME": str(tmp_path)})
+    (tmp_path / "config.json").write_text(json.dumps({"colour": "blue"}))
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        config.load({"FLATTR_HOST_HOME": str(tmp_path)})
+
+
+def test_default_home_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setattr(config.sys, "platform", "linux")
+    assert config.default_home() == tmp_path / ".local/share/flattr-companion"
+    monkeypatch.setattr(config.sys, "platform", "darwin")
+    assert config.default_home() == tmp_path / "Library/Application Support/flattr-companion"
+    monkeypatch.setattr(config.sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    assert config.default_home() == tmp_path / "Local" / "flattr-companion"

@@ -1,0 +1,57 @@
+"""The I/O edge in-process: oversized replies and state-event de-duplication (issue 2)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from flattr_host import framing
+from flattr_host.logs import Logger
+from flattr_host.stdio import FrameWriter
+
+
+def read_frames(fd: int) -> list[dict[str, object]]:
+    decoder = framing.Decoder(limit=4 * 1024 * 1024)
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return [framing.parse_payload(p) for p in decoder.feed(data)]
+
+
+def test_oversized_reply_becomes_an_internal_error(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    log = Logger(tmp_path, "info", stderr=io.StringIO())
+    writer = FrameWriter(write_fd, log)
+    writer.send({"id": 7, "ok": True, "result": {"blob": "x" * (framing.OUTBOUND_LIMIT + 1)}})
+    frames = read_frames(read_fd)
+    assert frames == [{"id": 7, "ok": False,
+                       "error": {"code": "internal", "message": "internal error"}}]
+    assert "too large for the browser" in (tmp_path / "host.log").read_text()
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_identical_state_events_are_sent_once(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    writer = FrameWriter(write_fd, Logger(None, "info", stderr=io.StringIO()))
+    writer.state({"a": 1})
+    writer.state({"a": 1})
+    writer.state({"a": 2})
+    assert read_frames(read_fd) == [{"event": "state", "state": {"a": 1}},
+                                    {"event": "state", "state": {"a": 2}}]
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_closed_pipe_marks_the_writer_broken(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    writer = FrameWriter(write_fd, Logger(None, "info", stderr=io.StringIO()))
+    writer.send({"id": 1, "ok": True, "result": {}})
+    assert writer.broken
+    os.close(write_fd)

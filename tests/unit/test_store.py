@@ -1,0 +1,61 @@
+"""The SQLite store: WAL, durability settings, permissions, corruption (issue 2)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from flattr_host.errors import StoreError
+from flattr_host.logs import Logger
+from flattr_host.store import MIGRATIONS, Store
+
+
+def test_wal_full_sync_and_schema(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"kv", "token", "queue"} <= tables
+
+
+def test_directory_and_database_are_private(tmp_path: Path, log: Logger) -> None:
+    home = tmp_path / "fresh" / "home"
+    with Store(home / "host.db", log):
+        pass
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "host.db").stat().st_mode) == 0o600
+
+
+def test_loose_directory_permissions_are_tightened(tmp_path: Path, log: Logger) -> None:
+    home = tmp_path / "loose"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    with Store(home / "host.db", log):
+        pass
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_write_rolls_back_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as conn:
+        conn.execute("INSERT INTO kv VALUES ('a', 'b')")
+        raise RuntimeError("abort")
+    assert store.get("a") is None
+
+
+def test_corrupt_file_is_moved_aside_and_replaced(home: Path, log: Logger) -> None:
+    (home / "host.db").write_bytes(b"this is not a database" * 100)
+    with Store(home / "host.db", log) as fresh:
+        assert fresh.get("anything") is None
+    aside = list(home.glob("host.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+    assert "moved aside" in (home / "logs" / "host.log").read_text()
+
+
+def test_newer_schema_is_refused_with_a_clear_message(home: Path, log: Logger) -> None:
+    with Store(home / "host.db", log) as first:
+        first.conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="schema version 99 is newer than this host's"):
+        Store(home / "host.db", log)

@@ -1,0 +1,88 @@
+"""The token at rest: encrypted, private, and a broken store means signed out (issue 2)."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from flattr_host.logs import Logger
+from flattr_host.store import Store
+from flattr_host.token_store import KEY_BYTES, TokenStore, load_or_create_key
+
+TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
+
+
+def store_token(tokens: TokenStore, store: Store, token: str = TOKEN) -> None:
+    with store.write() as conn:
+        tokens.put(conn, tokens.seal(token))
+
+
+def test_round_trip_and_presence(tokens: TokenStore, store: Store) -> None:
+    assert tokens.present() is False and tokens.load() is None
+    store_token(tokens, store)
+    assert tokens.present() is True
+    assert tokens.load() == TOKEN
+
+
+def test_ciphertext_on_disk_does_not_contain_the_token(tokens: TokenStore, store: Store,
+                                                       home: Path) -> None:
+    store_token(tokens, store)
+    store.conn.execute("PRAGMA wal_checkpoint(FULL)")
+    for path in home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert TOKEN.encode() not in data, path
+            assert TOKEN.encode("utf-16-le") not in data, path
+
+
+def test_key_file_is_private_and_32_bytes(tokens: TokenStore, store: Store, home: Path) -> None:
+    store_token(tokens, store)
+    key = home / "token.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_bytes()) == KEY_BYTES
+
+
+def test_tampered_ciphertext_means_signed_out_and_is_kept_aside(
+    tokens: TokenStore, store: Store, home: Path
+) -> None:
+    store_token(tokens, store)
+    (ciphertext,) = store.conn.execute("SELECT ciphertext FROM token").fetchone()
+    flipped = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+    store.conn.execute("UPDATE token SET ciphertext = ?", (flipped,))
+    assert tokens.load() is None
+    assert tokens.present() is False
+    kept = list(home.glob("token.broken-*.json"))
+    assert len(kept) == 1 and stat.S_IMODE(kept[0].stat().st_mode) == 0o600
+    assert "cannot be decrypted" in (home / "logs" / "host.log").read_text()
+
+
+def test_replaced_key_means_signed_out(tokens: TokenStore, store: Store, home: Path,
+                                       log: Logger) -> None:
+    store_token(tokens, store)
+    (home / "token.key").write_bytes(b"k" * KEY_BYTES)
+    fresh = TokenStore(store, home / "token.key", log)
+    assert fresh.present() is False
+    assert fresh.load() is None
+    assert list(home.glob("token.broken-*.json"))
+
+
+def test_short_key_file_is_replaced(home: Path, log: Logger) -> None:
+    (home / "token.key").write_bytes(b"short")
+    key = load_or_create_key(home / "token.key", log)
+    assert len(key) == KEY_BYTES
+    assert list(home.glob("token.key.broken-*"))
+
+
+def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from flattr_host.logs import Logger; "
+        "from flattr_host.token_store import load_or_create_key; "
+        f"print(load_or_create_key(Path({str(home / 'token.key')!r}), Logger(None)).hex())"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+             for _ in range(6)]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(keys) == 1
+    assert bytes.fromhex(keys.pop().decode()) == (home / "token.key").read_bytes()
