@@ -8,15 +8,15 @@ the host manifest and then the add-on id (Chrome and MDN native messaging docs).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from flattr_host.errors import CallerRefused
+from flattr_host.values import Value
 
 _CHROME_ORIGIN = re.compile(r"chrome-extension://([a-p]{32})/?")
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(Value):
+    __slots__ = ("family", "extension_id")
     family: str  # "chromium" or "firefox"
     extension_id: str
 

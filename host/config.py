@@ -2,6 +2,8 @@
 
 Every knob a test or a browser-launched host needs is settable by environment
 variable, because the browser's environment is all a native host inherits.
+Paths are plain strings: this module is on the start-up path and ``pathlib``
+costs ~3 ms to import (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any
 
 from flattr_host.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 #: The extension ids this host serves unless configured otherwise. The Chromium id
 #: is fixed by the public key in extension/manifest.json; the Firefox id by its
@@ -24,22 +28,22 @@ FIREFOX_EXTENSION_ID = "companion@flattr-companion.example"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def default_home() -> Path:
+def default_home() -> str:
     """The platform's per-user data directory for the host."""
+    user = os.path.expanduser("~")
     if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "flattr-companion"
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(user, "AppData", "Local")
+        return os.path.join(base, "flattr-companion")
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "flattr-companion"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "flattr-companion"
+        return os.path.join(user, "Library", "Application Support", "flattr-companion")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(user, ".local", "share")
+    return os.path.join(base, "flattr-companion")
 
 
-@dataclass(frozen=True)
 class Config:
-    """Every setting of the host; see docs/configuration.md for each."""
+    """Every setting of the host (docs/configuration.md). Read-only by convention."""
 
-    home: Path = field(default_factory=default_home)
+    home: str
     log_level: str = "info"
     log_max_bytes: int = 1024 * 1024
     log_backups: int = 3
@@ -59,18 +63,44 @@ class Config:
     inspect: bool = False
     attention_scale: float = 1.0
 
-    @property
-    def db_path(self) -> Path:
-        return self.home / "host.db"
+    def __init__(self, **values: Any) -> None:
+        for name, value in values.items():
+            if name not in FIELDS:
+                raise ConfigError(f"unknown setting {name!r}")
+            setattr(self, name, value)
+        if "home" not in values:
+            self.home = default_home()
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed."""
+        return Config(**{**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Config({self.as_dict()!r})"
 
     @property
-    def key_path(self) -> Path:
-        return self.home / "token.key"
+    def db_path(self) -> str:
+        return os.path.join(self.home, "host.db")
 
     @property
-    def log_dir(self) -> Path:
-        return self.home / "logs"
+    def key_path(self) -> str:
+        return os.path.join(self.home, "token.key")
 
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.home, "logs")
+
+
+#: field name -> type name, from the class annotations (strings: postponed evaluation)
+FIELDS: dict[str, str] = dict(Config.__annotations__)
 
 #: environment variable -> field name
 ENV = {
@@ -93,15 +123,11 @@ ENV = {
     "FLATTR_ATTENTION_SCALE": "attention_scale",
 }
 
-_TYPES = {f.name: f.type for f in fields(Config)}
-
 
 def _convert(name: str, raw: Any, source: str) -> Any:
     """Convert a raw value from a file or the environment to the field's type."""
-    kind = _TYPES[name]
+    kind = FIELDS[name]
     try:
-        if kind == "Path":
-            return Path(str(raw)).expanduser()
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -119,7 +145,7 @@ def _convert(name: str, raw: Any, source: str) -> Any:
                 raise ValueError("must be a number >= 0")
             return value
         if kind == "str":
-            return str(raw)
+            return os.path.expanduser(str(raw)) if name == "home" else str(raw)
         if kind == "str | None":
             return str(raw) or None
         if kind == "tuple[str, ...]":
@@ -144,26 +170,33 @@ def _validate(config: Config) -> Config:
     return config
 
 
-def load(environ: dict[str, str] | None = None) -> Config:
+def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from defaults, the config file and ``environ``."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     home_raw = env.get("FLATTR_HOST_HOME")
-    home = Path(home_raw).expanduser() if home_raw else default_home()
-    config_file = home / "config.json"
-    if config_file.exists():
+    home = os.path.expanduser(home_raw) if home_raw else default_home()
+    config_file = os.path.join(home, "config.json")
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        text = None
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read ({exc.strerror})") from None
+    if text is not None:
         try:
-            data = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data = json.loads(text)
+        except ValueError as exc:
             raise ConfigError(f"{config_file}: cannot read ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{config_file}: must hold a JSON object")
         for key, raw in data.items():
-            if key not in _TYPES or key == "home":
+            if key not in FIELDS or key == "home":
                 raise ConfigError(f"{config_file}: unknown setting {key!r}")
-            values[key] = _convert(key, raw, str(config_file))
+            values[key] = _convert(key, raw, config_file)
     for var, name in ENV.items():
         if var in env:
             values[name] = _convert(name, env[var], var)
     values["home"] = home
-    return _validate(replace(Config(), **values))
+    return _validate(Config(**values))

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
 
 from flattr_host.errors import FrameTooLarge, InvalidFrame, TruncatedFrame
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct("=I")
 

@@ -18,9 +18,11 @@ import os
 import re
 import sys
 import time
-import traceback
-from pathlib import Path
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, TextIO
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 LOG_FILE = "host.log"
@@ -67,7 +69,7 @@ class Logger:
 
     def __init__(
         self,
-        log_dir: Path | None,
+        log_dir: str | os.PathLike[str] | None,
         level: str = "info",
         max_bytes: int = 1024 * 1024,
         backups: int = 3,
@@ -75,19 +77,19 @@ class Logger:
         component: str = "host",
     ) -> None:
         self.level = LEVELS[level]
-        self._dir = log_dir
+        self._dir = None if log_dir is None else os.fspath(log_dir)
         self._max_bytes = max_bytes
         self._backups = backups
         self._stderr = stderr if stderr is not None else sys.stderr
         self._component = component
         self._secrets: set[str] = set()
         self._listeners: list[Any] = []
-        if log_dir is not None:
-            log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._dir is not None:
+            os.makedirs(self._dir, mode=0o700, exist_ok=True)
 
     @property
-    def path(self) -> Path | None:
-        return None if self._dir is None else self._dir / LOG_FILE
+    def path(self) -> str | None:
+        return None if self._dir is None else os.path.join(self._dir, LOG_FILE)
 
     def add_secret(self, secret: str) -> None:
         """Scrub ``secret`` from every later line (tokens seen by the host)."""
@@ -115,6 +117,8 @@ class Logger:
 
     def exception(self, msg: str, exc: BaseException, **fields: Any) -> None:
         """Log at error with the full traceback of ``exc``."""
+        import traceback
+
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.log("error", msg, error=f"{type(exc).__name__}: {exc}", trace=trace, **fields)
 
@@ -162,14 +166,14 @@ class Logger:
             return
         data = (line + "\n").encode("utf-8")
         try:
-            lock_fd = os.open(self._dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            lock_fd = os.open(os.path.join(self._dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return
         try:
             _lock(lock_fd)
-            path = self._dir / LOG_FILE
+            path = os.path.join(self._dir, LOG_FILE)
             try:
-                size = path.stat().st_size
+                size = os.stat(path).st_size
             except FileNotFoundError:
                 size = 0
             if size and size + len(data) > self._max_bytes:
@@ -185,21 +189,24 @@ class Logger:
             _unlock(lock_fd)
             os.close(lock_fd)
 
-    def _rotate(self, path: Path) -> None:
+    def _rotate(self, path: str) -> None:
         for index in range(self._backups, 0, -1):
-            older = path.with_name(f"{LOG_FILE}.{index}")
-            newer = path if index == 1 else path.with_name(f"{LOG_FILE}.{index - 1}")
-            if newer.exists():
+            older = f"{path}.{index}"
+            newer = path if index == 1 else f"{path}.{index - 1}"
+            if os.path.exists(newer):
                 os.replace(newer, older)
-        if self._backups == 0:
-            path.unlink(missing_ok=True)
+        if self._backups == 0 and os.path.exists(path):
+            os.unlink(path)
 
 
-def log_files(log_dir: Path) -> list[Path]:
+def log_files(log_dir: str | os.PathLike[str]) -> list[Path]:
     """The log files in ``log_dir``, oldest first."""
+    from pathlib import Path
+
+    folder = Path(log_dir)
     rotated = sorted(
-        (p for p in log_dir.glob(f"{LOG_FILE}.*") if p.suffix[1:].isdigit()),
+        (p for p in folder.glob(f"{LOG_FILE}.*") if p.suffix[1:].isdigit()),
         key=lambda p: -int(p.suffix[1:]),
     )
-    current = log_dir / LOG_FILE
+    current = folder / LOG_FILE
     return rotated + ([current] if current.exists() else [])

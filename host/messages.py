@@ -8,10 +8,12 @@ I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from flattr_host.errors import RequestError
+from flattr_host.values import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_ID = 2**53 - 1  # a JavaScript safe integer: the extension picks ids
 MAX_TOKEN_CHARS = 4096
@@ -25,20 +27,19 @@ TOO_LARGE = "too_large"
 INTERNAL = "internal"
 
 
-@dataclass(frozen=True)
-class Hello:
+class Hello(Value):
+    __slots__ = ("extension_id", "version", "build")
     extension_id: str
     version: str
     build: str
 
 
-@dataclass(frozen=True)
-class GetState:
-    pass
+class GetState(Value):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class SetToken:
+class SetToken(Value):
+    __slots__ = ("token", "subscription_active")
     token: str
     subscription_active: bool | None
 
@@ -47,34 +48,29 @@ class SetToken:
                 f"subscription_active={self.subscription_active})")
 
 
-@dataclass(frozen=True)
-class SetSubscription:
+class SetSubscription(Value):
+    __slots__ = ("active",)
     active: bool
 
 
-@dataclass(frozen=True)
-class SignOut:
-    pass
+class SignOut(Value):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class FlattrUrls:
+class FlattrUrls(Value):
+    __slots__ = ("urls",)
     urls: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Flush:
-    pass
+class Flush(Value):
+    __slots__ = ()
 
 
-Body = Hello | GetState | SetToken | SetSubscription | SignOut | FlattrUrls | Flush
-
-
-@dataclass(frozen=True)
-class Request:
+class Request(Value):
+    __slots__ = ("id", "type", "body")
     id: int
     type: str
-    body: Body
+    body: Value
 
 
 def read_id(message: dict[str, Any]) -> int | None:

@@ -16,14 +16,18 @@ soon after its lease runs out. Nothing is deleted before the server has answered
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import os
 
 from flattr_host.errors import TransitionError
-from flattr_host.store import Store
+from flattr_host.values import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterable, Sequence
+    from typing import Any
+
+    from flattr_host.store import Store
 
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
@@ -45,14 +49,14 @@ ALLOWED = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(Value):
+    __slots__ = ("id", "url")
     id: int
     url: str
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(Value):
+    __slots__ = ("id", "owner", "items", "attempt")
     id: str
     owner: str
     items: tuple[Item, ...]
@@ -63,9 +67,12 @@ class Batch:
         return [item.id for item in self.items]
 
 
-def new_owner() -> str:
-    """A lease owner id for this process."""
-    return uuid.uuid4().hex
+def new_id() -> str:
+    """A random id for a lease owner or a batch (``uuid`` costs more to import)."""
+    return os.urandom(16).hex()
+
+
+new_owner = new_id
 
 
 def _move(
@@ -151,7 +158,7 @@ class Queue:
             ).fetchall()
             if not rows:
                 return None
-            batch_id = uuid.uuid4().hex
+            batch_id = new_id()
             ids = [row[0] for row in rows]
             _move(conn, ids, PENDING, IN_FLIGHT, lease_owner=owner,
                   lease_expires_at=now + lease_s, batch_id=batch_id, updated_at=now)

@@ -8,17 +8,26 @@ machine's (:mod:`flattr_host.state`); the service only feeds it events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
 
 from flattr_host import PROTOCOL_VERSION, __version__
 from flattr_host import messages as m
-from flattr_host.config import Config
-from flattr_host.logs import Logger
 from flattr_host.queue import Queue
 from flattr_host.state import SignedOut, StateStore, SubscriptionSet, TokenStored
-from flattr_host.store import Store
 from flattr_host.token_store import TokenStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    from flattr_host.config import Config
+    from flattr_host.logs import Logger
+    from flattr_host.store import Store
+
+    class Waker(Protocol):
+        """What the service needs from the submitter: a way to say "look again"."""
+
+        def wake(self, debounce: bool = False) -> None: ...
 
 
 def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
@@ -45,12 +54,6 @@ def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
     }
-
-
-class Waker(Protocol):
-    """What the service needs from the submitter: a way to say "look again"."""
-
-    def wake(self, debounce: bool = False) -> None: ...
 
 
 class Service:

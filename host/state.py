@@ -13,14 +13,17 @@ token, a 402 deactivates the subscription. A 403 ``rate_limit_exceeded`` (docume
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
 
 from flattr_host.errors import TransitionError
 from flattr_host.store import Store
 from flattr_host.token_store import TokenStore
+from flattr_host.values import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from typing import Any
 
 
 class Auth(Enum):
@@ -34,11 +37,13 @@ class Subscription(Enum):
     INACTIVE = "inactive"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    auth: Auth = Auth.SIGNED_OUT
-    subscription: Subscription = Subscription.UNKNOWN
-    rate_limited_until: float | None = None
+class Snapshot(Value):
+    __slots__ = ("auth", "subscription", "rate_limited_until")
+    _defaults = {"auth": Auth.SIGNED_OUT, "subscription": Subscription.UNKNOWN,  # noqa: RUF012
+                 "rate_limited_until": None}
+    auth: Auth
+    subscription: Subscription
+    rate_limited_until: float | None
 
     def paused(self, now: float) -> str | None:
         """Why delivery is paused at ``now``, or None. Order: the first cause to fix."""
@@ -53,39 +58,43 @@ class Snapshot:
 
 # Events ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class TokenStored:
+class TokenStored(Value):
     """The page handed over a token (``flattr-token``)."""
 
-    subscription_active: bool | None = None
+    __slots__ = ("subscription_active",)
+    _defaults = {"subscription_active": None}  # noqa: RUF012
+    subscription_active: bool | None
 
 
-@dataclass(frozen=True)
-class SignedOut:
+class SignedOut(Value):
     """The user signed out from the extension."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class Unauthorized:
+
+class Unauthorized(Value):
     """The API answered 401 to a request made with the stored token."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class SubscriptionSet:
+
+class SubscriptionSet(Value):
     """The page said the subscription changed (``flattr-subscription``)."""
 
+    __slots__ = ("active",)
     active: bool
 
 
-@dataclass(frozen=True)
-class PaymentRequired:
+class PaymentRequired(Value):
     """The API answered 402 to a request made with the stored token."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class RateLimited:
+
+class RateLimited(Value):
     """The API answered 403 ``rate_limit_exceeded``; paused until ``until`` (epoch s)."""
 
+    __slots__ = ("until",)
     until: float
 
 
@@ -99,23 +108,23 @@ def transition(state: Snapshot, event: Event) -> Snapshot:
         if event.subscription_active is not None:
             active = event.subscription_active
             subscription = Subscription.ACTIVE if active else Subscription.INACTIVE
-        return replace(state, auth=Auth.SIGNED_IN, subscription=subscription)
+        return state.replace(auth=Auth.SIGNED_IN, subscription=subscription)
     if isinstance(event, SignedOut):
-        return replace(state, auth=Auth.SIGNED_OUT, rate_limited_until=None)
+        return state.replace(auth=Auth.SIGNED_OUT, rate_limited_until=None)
     if isinstance(event, SubscriptionSet):
-        return replace(
-            state, subscription=Subscription.ACTIVE if event.active else Subscription.INACTIVE
+        return state.replace(
+            subscription=Subscription.ACTIVE if event.active else Subscription.INACTIVE
         )
     # The remaining events are answers to requests made with a token: they cannot
     # happen while signed out (the request would not have been sent).
     if state.auth is not Auth.SIGNED_IN:
         raise TransitionError(f"{type(event).__name__} is not allowed while {state.auth.value}")
     if isinstance(event, Unauthorized):
-        return replace(state, auth=Auth.SIGNED_OUT, rate_limited_until=None)
+        return state.replace(auth=Auth.SIGNED_OUT, rate_limited_until=None)
     if isinstance(event, PaymentRequired):
-        return replace(state, subscription=Subscription.INACTIVE)
+        return state.replace(subscription=Subscription.INACTIVE)
     if isinstance(event, RateLimited):
-        return replace(state, rate_limited_until=event.until)
+        return state.replace(rate_limited_until=event.until)
     raise TransitionError(f"unknown event {event!r}")  # pragma: no cover
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
-from typing import Any
+from _thread import allocate_lock
 
 from flattr_host import caller as caller_mod
 from flattr_host import config as config_mod
@@ -33,6 +32,10 @@ from flattr_host.errors import (
     TruncatedFrame,
 )
 from flattr_host.logs import Logger, redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -53,7 +56,7 @@ class FrameWriter:
     def __init__(self, fd: int, log: Logger) -> None:
         self._fd = fd
         self._log = log
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()  # threading costs ~1 ms to import; this is the same lock
         self._last_state: dict[str, Any] | None = None
         self.broken = False
 
@@ -148,8 +151,10 @@ class Loop:
         except (StoreError, OSError) as exc:
             self._log.exception("cannot open the store", exc)
             return EXIT_FATAL
-        if threading.current_thread() is threading.main_thread():
+        try:
             signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread (in-process tests): no handler
+            pass
         with store:
             self._service = Service(self._config, self._log, store, self._defer_state,
                                     waker=self)
@@ -218,6 +223,15 @@ class Loop:
             if first and payloads:
                 first = False
                 self._start_submitter()
+                # -- live inspector hook (issue 7; owner: install/doctor/logs) ---------
+                # Only when enabled, and only after the first reply: asyncio and
+                # websockets stay off the hello path. It wraps self._writer.state to
+                # see every state pushed to the browser.
+                if self._config.inspect:
+                    from flattr_host.inspector import start_for_host
+
+                    start_for_host(self._config, self._log, self._writer)
+                # -- end of the inspector hook ------------------------------------------
         if self._terminate:
             self._log.info("SIGTERM: shutting down")
         return EXIT_OK

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from flattr_host.errors import StoreError
-from flattr_host.logs import Logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from flattr_host.logs import Logger
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -58,37 +60,90 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def ensure_dir(path: Path) -> None:
+def ensure_dir(path: str) -> None:
     """Create ``path`` (and parents) with mode 0700, and tighten it if it exists."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name == "posix" and (path.stat().st_mode & 0o777) != 0o700:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.name == "posix" and (os.stat(path).st_mode & 0o777) != 0o700:
         os.chmod(path, 0o700)
+
+
+class _Transaction:
+    """``with store.write()`` / ``with store.read()``: commit on success, roll back on error."""
+
+    __slots__ = ("_begin", "_conn")
+
+    def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
+        self._conn = conn
+        self._begin = begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute(self._begin)
+        return self._conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._conn.execute("ROLLBACK" if kind is not None and self._begin != "BEGIN" else "COMMIT")
+
+
+#: SQLite result codes that mean the file is not a usable database.
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """True only for "malformed" and "not a database", never for locks or I/O."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 class Store:
     """An open connection to the host database; use as a context manager or close()."""
 
-    def __init__(self, path: Path, log: Logger) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], log: Logger,
+                 busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
+        self.path = os.fspath(path)
         self._log = log
-        ensure_dir(path.parent)
+        self._busy_timeout_s = busy_timeout_s
+        ensure_dir(os.path.dirname(os.path.abspath(self.path)))
         try:
-            self.conn = self._open()
+            self.conn = self._open_retrying()
         except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise StoreError(f"{self.path}: cannot open the store ({exc})") from exc
             self._quarantine(exc)
-            self.conn = self._open()
+            self.conn = self._open_retrying()
+
+    def _open_retrying(self) -> sqlite3.Connection:
+        """Open, retrying while another process holds a lock SQLite will not wait for.
+
+        Switching a new file to WAL needs an exclusive lock and returns SQLITE_BUSY
+        at once, without the busy handler, when another host opens it at the same
+        moment; "locked" is never a reason to treat the file as corrupt.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                if is_corruption(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _open(self) -> sqlite3.Connection:
         # Create the file 0600 ourselves: sqlite3 would use the process umask.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            self.path, timeout=self._busy_timeout_s, isolation_level=None,
             check_same_thread=False,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":  # persistent: only the first open of a new file switches
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
@@ -122,33 +177,20 @@ class Store:
             raise
 
     def _quarantine(self, exc: Exception) -> None:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        self._log.error("store is not a usable database; moved aside", path=str(aside),
+        aside = f"{self.path}.corrupt-{int(time.time())}"
+        self._log.error("store is not a usable database; moved aside", path=aside,
                         error=str(exc))
         for suffix in ("", "-wal", "-shm"):
-            source = Path(str(self.path) + suffix)
-            if source.exists():
-                os.replace(source, Path(str(aside) + suffix))
+            if os.path.exists(self.path + suffix):
+                os.replace(self.path + suffix, aside + suffix)
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> _Transaction:
         """A write transaction (BEGIN IMMEDIATE); commits on success, rolls back on error."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return _Transaction(self.conn, "BEGIN IMMEDIATE")
 
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> _Transaction:
         """A read transaction: a consistent snapshot of several queries."""
-        self.conn.execute("BEGIN")
-        try:
-            yield self.conn
-        finally:
-            self.conn.execute("COMMIT")
+        return _Transaction(self.conn, "BEGIN")
 
     def get(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

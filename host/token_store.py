@@ -2,8 +2,10 @@
 
 The key is 32 random bytes in ``token.key`` (mode 0600) beside the database, so a
 copy of the database alone reveals nothing. The row records which key encrypted it
-(``key_id``, a hash prefix of the key), so "is there a usable token?" is answered
-without loading ``cryptography`` -- the host answers ``hello`` before that import.
+(``key_id``, a hash prefix of the key). ``hello`` is answered from the row's presence
+alone, without ``cryptography`` or ``hashlib``; the submitter decrypts the token
+right after the first reply, and a token that fails then is discarded and a state
+event says signed out.
 
 A token that cannot be decrypted (tampered row, replaced key) means signed out:
 the host logs it, writes the broken row aside to ``token.broken-<time>.json`` and
@@ -12,17 +14,18 @@ erases it; it never crashes on it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
-import sqlite3
 import time
-from pathlib import Path
 
 from flattr_host.errors import StoreError
-from flattr_host.logs import Logger
-from flattr_host.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+
+    from flattr_host.logs import Logger
+    from flattr_host.store import Store
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -30,30 +33,39 @@ AAD = b"flattr-companion token v1"
 
 
 def _key_id(key: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
 
 
-def load_or_create_key(path: Path, log: Logger) -> bytes:
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return b""
+
+
+def load_or_create_key(path: str | os.PathLike[str], log: Logger) -> bytes:
     """Read the key file, creating it atomically (safe across processes) if missing.
 
     A key file of the wrong size is moved aside and replaced: tokens encrypted with
     it are lost (signed out), which is the documented outcome of a broken store.
     """
+    path = os.fspath(path)
     for _ in range(3):
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            key = b""
+        key = _read(path)
         if len(key) == KEY_BYTES:
             return key
         if key:
-            aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
+            aside = f"{path}.broken-{int(time.time())}"
             log.error("token key file has the wrong size; moved aside",
-                      size=len(key), expected=KEY_BYTES, path=str(aside))
+                      size=len(key), expected=KEY_BYTES, path=aside)
             os.replace(path, aside)
         # Write a complete file under a temporary name, then link it into place:
         # link() fails if another process won the race, and then we read theirs.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, os.urandom(KEY_BYTES))
@@ -65,16 +77,16 @@ def load_or_create_key(path: Path, log: Logger) -> bytes:
         except FileExistsError:
             pass
         finally:
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)
     raise StoreError(f"{path}: cannot create a usable key file")
 
 
 class TokenStore:
     """Save, load and erase the one access token. Each call is its own transaction."""
 
-    def __init__(self, store: Store, key_path: Path, log: Logger) -> None:
+    def __init__(self, store: Store, key_path: str | os.PathLike[str], log: Logger) -> None:
         self._store = store
-        self._key_path = key_path
+        self._key_path = os.fspath(key_path)
         self._log = log
         self._key: bytes | None = None
 
@@ -84,13 +96,13 @@ class TokenStore:
         return self._key
 
     def present(self) -> bool:
-        """True when a token row encrypted with the current key exists (no decryption)."""
-        row = self._store.conn.execute("SELECT key_id FROM token WHERE id = 1").fetchone()
-        if row is None:
-            return False
-        if not self._key_path.exists():
-            return False
-        return bool(row[0] == _key_id(self._get_key()))
+        """True when a token row and a key file exist (cheap: nothing is decrypted).
+
+        A row encrypted with another key counts as present until :meth:`load`
+        finds out and discards it.
+        """
+        row = self._store.conn.execute("SELECT 1 FROM token WHERE id = 1").fetchone()
+        return row is not None and os.path.exists(self._key_path)
 
     def seal(self, token: str) -> tuple[str, bytes, bytes]:
         """Encrypt ``token``: (key_id, nonce, ciphertext), ready for :meth:`put`."""
@@ -151,7 +163,10 @@ class TokenStore:
         return token, bytes(ciphertext)
 
     def _discard(self, row: tuple[str, bytes, bytes], reason: str) -> None:
-        aside = self._key_path.with_name(f"token.broken-{int(time.time() * 1000)}.json")
+        import base64
+
+        folder = os.path.dirname(self._key_path)
+        aside = os.path.join(folder, f"token.broken-{int(time.time() * 1000)}.json")
         key_id, nonce, ciphertext = row
         record = {
             "key_id": key_id,
@@ -161,6 +176,6 @@ class TokenStore:
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle)
-        self._log.error("stored token is unusable; signed out", reason=reason, kept=str(aside))
+        self._log.error("stored token is unusable; signed out", reason=reason, kept=aside)
         with self._store.write() as conn:
             conn.execute("DELETE FROM token WHERE id = 1 AND ciphertext = ?", (ciphertext,))

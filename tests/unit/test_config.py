@@ -13,7 +13,7 @@ from flattr_host.errors import ConfigError
 
 def test_defaults_follow_the_original_extension(tmp_path: Path) -> None:
     loaded = config.load({"FLATTR_HOST_HOME": str(tmp_path)})
-    assert loaded.home == tmp_path
+    assert loaded.home == str(tmp_path)
     assert loaded.retry_base_s == 60.0 and loaded.retry_cap_s == 3840.0
     assert loaded.submit_delay_s == 1.0
     assert loaded.api_base == "https://api.flattr.com"
@@ -61,9 +61,9 @@ def test_default_home_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setattr(config.sys, "platform", "linux")
-    assert config.default_home() == tmp_path / ".local/share/flattr-companion"
+    assert config.default_home() == str(tmp_path / ".local/share/flattr-companion")
     monkeypatch.setattr(config.sys, "platform", "darwin")
-    assert config.default_home() == tmp_path / "Library/Application Support/flattr-companion"
+    assert config.default_home() == str(tmp_path / "Library/Application Support/flattr-companion")
     monkeypatch.setattr(config.sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
-    assert config.default_home() == tmp_path / "Local" / "flattr-companion"
+    assert config.default_home() == str(tmp_path / "Local" / "flattr-companion")

@@ -59,3 +59,21 @@ def test_newer_schema_is_refused_with_a_clear_message(home: Path, log: Logger) -
         first.conn.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="schema version 99 is newer than this host's"):
         Store(home / "host.db", log)
+
+
+def test_a_locked_database_is_never_moved_aside(home: Path, log: Logger) -> None:
+    import sqlite3
+
+    path = home / "host.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN EXCLUSIVE")  # rollback-journal file, held by "another process"
+    try:
+        with pytest.raises(StoreError, match="cannot open the store"):
+            Store(path, log, busy_timeout_s=0.3)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not list(home.glob("host.db.corrupt-*"))
+    with Store(path, log) as opened:  # and once the lock is gone it opens fine
+        assert opened.conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
