@@ -20,32 +20,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.port import Port
 from harness.spawn import BASELINES, HELLO_EXTENSION, ORIGIN, host_env
 
+Row = tuple[int, int, str, bool]
 
-def profile(argv: list[str], cwd: Path) -> list[tuple[int, int, str]]:
-    """(cumulative us, self us, indented module name) per import, in import order."""
+
+def profile(argv: list[str], cwd: Path) -> list[Row]:
+    """(cumulative us, self us, indented module name, before the reply) per import.
+
+    stderr is a file and ``-X importtime`` writes unbuffered, so its size when the
+    reply has been read splits the imports into before and after the first reply.
+    """
     with tempfile.TemporaryDirectory(prefix="flattr-importtime-") as tmp:
         home = Path(tmp)
-        port = Port(argv, cwd=cwd, env=host_env(home), stderr_path=home / "stderr")
+        stderr = home / "stderr"
+        port = Port(argv, cwd=cwd, env=host_env(home / "home"), stderr_path=stderr)
         port.request("hello", extension=HELLO_EXTENSION)
+        at_reply = stderr.stat().st_size
         port.close()
-        text = (home / "stderr").read_text()
+        data = stderr.read_bytes()
     rows = []
-    for line in text.splitlines():
+    offset = 0
+    for raw in data.splitlines(keepends=True):
+        offset += len(raw)
+        line = raw.decode(errors="replace")
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         self_us, cumulative_us, name = line[len("import time:") :].split("|", 2)
-        rows.append((int(cumulative_us), int(self_us), name.rstrip()))
+        rows.append((int(cumulative_us), int(self_us), name.rstrip(), offset <= at_reply))
     return rows
 
 
-def report(title: str, rows: list[tuple[int, int, str]], top: int) -> None:
-    """Print the top-level total and the ``top`` heaviest imports."""
-    top_level = [r for r in rows if not r[2].startswith("  ")]
-    total = sum(r[0] for r in top_level)
-    print(f"## {title}: {len(rows)} modules, {total / 1000:.1f} ms in imports")
-    print(f"{'cumulative ms':>14} {'self ms':>8}  module")
-    for cumulative, self_us, name in sorted(rows, reverse=True)[:top]:
-        print(f"{cumulative / 1000:>14.1f} {self_us / 1000:>8.1f} {name}")
+def report(title: str, rows: list[Row], top: int) -> None:
+    """Print totals before / after the first reply and the ``top`` heaviest imports."""
+    def total(before: bool) -> float:
+        return sum(r[1] for r in rows if r[3] is before) / 1000
+
+    n_before = sum(1 for r in rows if r[3])
+    print(f"## {title}")
+    print(f"before the first reply: {n_before} modules, {total(True):.1f} ms (self times)")
+    print(f"after it: {len(rows) - n_before} modules, {total(False):.1f} ms")
+    print(f"{'cumulative ms':>14} {'self ms':>8}  when    module")
+    for cumulative, self_us, name, before in sorted(rows, reverse=True)[:top]:
+        when = "before" if before else "after "
+        print(f"{cumulative / 1000:>14.1f} {self_us / 1000:>8.1f}  {when}  {name}")
     print()
 
 

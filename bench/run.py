@@ -52,9 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary folder")
     p.add_argument("--rounds", type=int, help="rounds for every figure")
     for field in dataclasses.fields(Config):
+        flag = f"--{field.name.replace('_', '-')}"
         if field.name in ("quick", "enqueue_batches"):
             continue
-        p.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default))
+        if isinstance(field.default, bool):
+            p.add_argument(flag, action="store_true", default=None)
+        else:
+            p.add_argument(flag, type=type(field.default))
     p.add_argument("--enqueue-batches", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="comma-separated URLs per flattr request, e.g. 1,100")
     return p.parse_args(argv)

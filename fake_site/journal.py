@@ -136,7 +136,7 @@ class Journal:
             "server": server,
             "method": request.method,
             "path": request.path,
-            "query": request.query_string,
+            "query": request.rel_url.raw_query_string,
             "headers": headers,
             "body": body.decode("utf-8", "replace"),
             "time": self._now(),

@@ -300,7 +300,7 @@ class Pages:
     async def submit_auto(self, request: web.Request) -> web.Response:
         """/submit/auto (document 001): an existing thing redirects to its page; a new
         one gets a page offering to flattr it, which creates it through the API."""
-        auto = auto_submit_from_params(parse_qs(request.query_string))
+        auto = auto_submit_from_params(parse_qs(request.rel_url.raw_query_string))
         if auto is None:
             return self.render(request, "submit", "Invalid auto-submit URL",
                                '<p class="error">The url parameter is missing or invalid.</p>',
@@ -311,7 +311,7 @@ class Pages:
         if auto.user_id and self.ctx.store.user_by_name(auto.user_id) is None:
             return self.render(request, "submit", "Unknown owner",
                                f'<p class="error">No user {e(auto.user_id)}.</p>', status=404)
-        full_url = f"{SITE_BASE}{AUTO_SUBMIT_PATH}?{request.query_string}"
+        full_url = f"{SITE_BASE}{AUTO_SUBMIT_PATH}?{request.rel_url.raw_query_string}"
         owner = e(auto.user_id or auto.owner or "nobody yet")
         button = (f'<p><button data-action="flattr-url" data-url="{e(full_url)}" id="flattr">'
                   'Flattr and create this thing</button></p>'

@@ -122,7 +122,7 @@ def _elsewhere(browser: str, plat: inst.Platform) -> str:
 
 
 def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str],
-                  timeout: float) -> Section:
+                  timeout: float, environ: Mapping[str, str] | None = None) -> Section:
     """Every link for one browser, stopping at the first broken one."""
     section = Section(browser)
     info = inst.browser_info(browser)
@@ -193,7 +193,7 @@ def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str
     args = ([str(found.manifest), ids[0]] if info.family == "firefox"
             else [f"chrome-extension://{ids[0]}/"]
             + (["--parent-window=0"] if plat.system == "win32" else []))
-    done(check_hello(launcher, args, ids[0], timeout, fix))
+    done(check_hello(launcher, args, ids[0], timeout, fix, environ))
     return section
 
 
@@ -229,14 +229,16 @@ def _read_frame(stream: Any, out: list[Any]) -> None:
 
 
 def check_hello(launcher: Path, args: list[str], extension_id: str, timeout: float,
-                fix: str) -> Check:
-    """Run ``launcher`` as a browser would and wait ``timeout`` seconds for the hello reply."""
+                fix: str, environ: Mapping[str, str] | None = None) -> Check:
+    """Run ``launcher`` as a browser would (``environ``: the browser's environment) and
+    wait ``timeout`` seconds for the hello reply."""
     hello = {"id": 1, "type": "hello",
              "extension": {"id": extension_id, "version": "doctor", "build": "doctor"}}
     try:
         proc = subprocess.Popen([str(launcher), *args], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=str(launcher.parent))
+                                cwd=str(launcher.parent),
+                                env=None if environ is None else dict(environ))
     except OSError as exc:
         return Check(HELLO, False, f"cannot start {launcher}: {exc.strerror or exc}",
                      f"run `{fix}`")
@@ -250,12 +252,13 @@ def check_hello(launcher: Path, args: list[str], extension_id: str, timeout: flo
     except OSError:
         pass
     reader.join(timeout)
+    timed_out = reader.is_alive()
     try:
         proc.stdin.close()
     except OSError:
         pass
     try:
-        proc.wait(timeout)
+        proc.wait(0.1 if timed_out else timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -264,7 +267,7 @@ def check_hello(launcher: Path, args: list[str], extension_id: str, timeout: flo
         stream.close()
     last = stderr.splitlines()[-1][:300] if stderr else ""
     if not got:
-        if reader.is_alive():
+        if timed_out:
             return Check(HELLO, False, f"no reply within {timeout:g} s",
                          "see `flattr-host logs --level warning`; re-run with --timeout 30 on "
                          "a slow machine")
@@ -454,25 +457,32 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
     """Run every check, print the report to ``out``; True if all passed."""
     timeout = float(getattr(options, "timeout", 5.0))
     chromium_ids, firefox_ids = inst.split_ids(getattr(options, "extension_ids", None))
-    sections: list[Section] = []
+    browsers = browsers_to_check(plat, options)
     launchers: list[Path] = []
-    for browser in browsers_to_check(plat, options):
-        ids = firefox_ids if inst.browser_info(browser).family == "firefox" else chromium_ids
-        section = check_browser(browser, plat, options, ids, timeout)
-        sections.append(section)
+    for browser in browsers:
         found, _ = find_manifest(browser, plat, options.user_data_dir)
         if found is not None:
             launchers.append(found.location.folder / (
                 inst.HOST_LAUNCHER_NAME if found.location.flatpak else
                 inst.launcher_path(found.location, plat.system == "win32").name))
-    # The host's data directory is what the launcher fixes, unless the environment
-    # overrides it (the launcher lets the browser's environment win).
+    # The data directory is the one the launcher fixes, unless the environment
+    # overrides it (the launcher lets the browser's environment win). It is checked
+    # before any launcher runs: a started host tightens modes and sets a broken
+    # store aside, which would hide what the user has.
     env = launcher_settings(launchers[0]) if launchers else {}
     env.update(environ)
     config = config_mod.load(env)
     data = Section(f"data directory {config.home}")
-    data.checks += [check_permissions(Path(config.home)), check_store(Path(config.db_path)),
-                    check_token(Path(config.db_path), Path(config.key_path))]
+    store = check_store(Path(config.db_path))
+    data.checks += [check_permissions(Path(config.home)), store]
+    if store.ok:
+        data.checks.append(check_token(Path(config.db_path), Path(config.key_path)))
+    else:
+        data.skipped.append(TOKEN_DECRYPTABLE)
+    sections: list[Section] = []
+    for browser in browsers:
+        ids = firefox_ids if inst.browser_info(browser).family == "firefox" else chromium_ids
+        sections.append(check_browser(browser, plat, options, ids, timeout, environ))
     sections.append(data)
     if not getattr(options, "skip_api", False):
         sections.append(Section("api", [check_api(config.api_base, config.ca_bundle, timeout)]))

@@ -67,7 +67,7 @@ class BrowserInfo:
     mac_profile: str
     mac_system: str
     mac_app: str
-    win_profile: str  # relative to %LOCALAPPDATA% (Firefox: %APPDATA%)
+    win_profile: str  # relative to %LOCALAPPDATA% (Firefox: %APPDATA%), '/'-separated
     win_keys: tuple[str, ...]  # registry keys read, in order (the first found wins)
     commands: tuple[str, ...]  # names on PATH (Linux)
     flatpak_id: str
@@ -89,7 +89,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/Google/Chrome",
             "/Library/Google/Chrome/NativeMessagingHosts",
             "/Applications/Google Chrome.app",
-            "Google\\Chrome\\User Data", (_CHROME_KEY,),
+            "Google/Chrome/User Data", (_CHROME_KEY,),
             ("google-chrome", "google-chrome-stable"),
             "com.google.Chrome", "config/google-chrome/NativeMessagingHosts",
         ),
@@ -99,7 +99,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/Chromium",
             "/Library/Application Support/Chromium/NativeMessagingHosts",
             "/Applications/Chromium.app",
-            "Chromium\\User Data", ("Software\\Chromium\\NativeMessagingHosts",),
+            "Chromium/User Data", ("Software\\Chromium\\NativeMessagingHosts",),
             ("chromium", "chromium-browser"),
             "org.chromium.Chromium", "config/chromium/NativeMessagingHosts",
             snap="chromium",
@@ -112,7 +112,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/Microsoft Edge",
             "/Library/Microsoft/Edge/NativeMessagingHosts",
             "/Applications/Microsoft Edge.app",
-            "Microsoft\\Edge\\User Data",
+            "Microsoft/Edge/User Data",
             ("Software\\Microsoft\\Edge\\NativeMessagingHosts", _CHROME_KEY),
             ("microsoft-edge", "microsoft-edge-stable"),
             "com.microsoft.Edge", "config/microsoft-edge/NativeMessagingHosts",
@@ -124,7 +124,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/BraveSoftware/Brave-Browser",
             "/Library/Application Support/BraveSoftware/Brave-Browser/NativeMessagingHosts",
             "/Applications/Brave Browser.app",
-            "BraveSoftware\\Brave-Browser\\User Data", (_CHROME_KEY,),
+            "BraveSoftware/Brave-Browser/User Data", (_CHROME_KEY,),
             ("brave-browser", "brave"),
             "com.brave.Browser", "config/BraveSoftware/Brave-Browser/NativeMessagingHosts",
             snap="brave",
@@ -136,7 +136,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/Vivaldi",
             "/Library/Application Support/Vivaldi/NativeMessagingHosts",
             "/Applications/Vivaldi.app",
-            "Vivaldi\\User Data", (_CHROME_KEY,),
+            "Vivaldi/User Data", (_CHROME_KEY,),
             ("vivaldi", "vivaldi-stable"),
             "com.vivaldi.Vivaldi", "config/vivaldi/NativeMessagingHosts",
         ),
@@ -146,7 +146,7 @@ BROWSERS: dict[str, BrowserInfo] = {
             "Library/Application Support/Mozilla",
             "/Library/Application Support/Mozilla/NativeMessagingHosts",
             "/Applications/Firefox.app",
-            "Mozilla\\Firefox", ("Software\\Mozilla\\NativeMessagingHosts",),
+            "Mozilla/Firefox", ("Software\\Mozilla\\NativeMessagingHosts",),
             ("firefox", "firefox-esr"),
             "org.mozilla.firefox", ".mozilla/native-messaging-hosts",
             snap="firefox",
@@ -523,12 +523,12 @@ def launcher_path(location: Location, windows: bool) -> Path:
 def _write_if_changed(path: Path, text: str, mode: int) -> bool:
     """Write ``text`` atomically unless the file already holds it; True if written."""
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if path.read_bytes() == text.encode("utf-8"):
             if os.name == "posix" and (path.stat().st_mode & 0o777) != mode:
                 os.chmod(path, mode)
                 return True
             return False
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as handle:

@@ -50,6 +50,7 @@ def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
             "inFlight": counts["in_flight"],
             "failed": counts["failed"],
             "expired": counts["expired"],
+            "done": counts["done"],
             "paused": paused,
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },

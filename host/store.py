@@ -132,9 +132,15 @@ class Store:
                 delay = min(delay * 2, 0.2)
 
     def _open(self) -> sqlite3.Connection:
-        # Create the file 0600 ourselves: sqlite3 would use the process umask.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        # Create a new file 0600 ourselves (sqlite3 would use the umask; SQLite gives
+        # the -wal and -shm files the database file's mode). Never open and close
+        # an existing database file here: closing any descriptor of a file drops
+        # every POSIX lock this process holds on it, including the locks of other
+        # SQLite connections in this process, and readers then see stale data.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout_s, isolation_level=None,
             check_same_thread=False,

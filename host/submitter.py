@@ -63,6 +63,7 @@ class Submitter:
         self._debounce_first: float | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._renew_queue: Queue | None = None
 
     # --- called from the message loop --------------------------------------------
     def start(self) -> None:
@@ -97,7 +98,9 @@ class Submitter:
     # --- the thread ----------------------------------------------------------------
     def _run(self) -> None:
         try:
-            with Store(self._config.db_path, self._log) as store:
+            with Store(self._config.db_path, self._log) as store, \
+                    Store(self._config.db_path, self._log) as renew_store:
+                self._renew_queue = Queue(renew_store)
                 tokens = TokenStore(store, self._config.key_path, self._log)
                 states = StateStore(store, tokens)
                 queue = Queue(store)
@@ -154,6 +157,7 @@ class Submitter:
                 wait = self._wait_time(states, queue, now)
                 if wait == 0:
                     break
+                self._log.debug("submitter sleeping", seconds=wait)
                 self._cond.wait(wait)  # a notify or the due time: look again
         self._deliver_once(store, tokens, states, queue, client)
         return True
@@ -192,13 +196,14 @@ class Submitter:
         done = threading.Event()
 
         def renew() -> None:
-            with Store(self._config.db_path, self._log) as renew_store:
-                renew_queue = Queue(renew_store)
-                while not done.wait(lease / 3):
-                    if not renew_queue.renew(batch, self._clock(), lease):
-                        self._log.warning("lease lost while a request was in flight",
-                                          items=len(batch.items))
-                        return
+            # Its own connection (opened once in _run): the submitter's is busy.
+            renew_queue = self._renew_queue
+            assert renew_queue is not None
+            while not done.wait(lease / 3):
+                if not renew_queue.renew(batch, self._clock(), lease):
+                    self._log.warning("lease lost while a request was in flight",
+                                      items=len(batch.items))
+                    return
 
         renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
         renewer.start()

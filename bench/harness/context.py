@@ -51,7 +51,8 @@ class Context:
         from harness.fakesite import FakeSite
 
         def start() -> FakeSite:
-            site = FakeSite.start(self.ws, timeout_s=self.cfg.timeout_s)
+            site = FakeSite.start(self.ws, timeout_s=self.cfg.timeout_s,
+                                  persistent=self.cfg.fake_site_persistent)
             self.fake_site = site
             return site
 

@@ -44,14 +44,19 @@ class FakeSite:
     log: Path
 
     @classmethod
-    def start(cls, ws: Workspace, timeout_s: float = 60.0) -> FakeSite:
-        """Start the fake site with a fresh data directory; wait for its ready line."""
+    def start(cls, ws: Workspace, timeout_s: float = 60.0, persistent: bool = False) -> FakeSite:
+        """Start the fake site; wait for its ready line.
+
+        By default its state is in memory (the server's own storage is not what is
+        measured); ``persistent`` keeps it in SQLite in a fresh data directory.
+        """
         require_fake_site()
         data = ws.fresh("fake-site")
         log = data.parent / "fake-site.stderr"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLATTR_")}
-        argv = [sys.executable, "-m", "fake_flattr", "--port", "0", "--api-port", "0",
-                "--data-dir", str(data)]
+        argv = [sys.executable, "-m", "fake_flattr", "--port", "0", "--api-port", "0"]
+        if persistent:
+            argv += ["--data-dir", str(data)]
         with log.open("ab") as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
         assert proc.stdout is not None

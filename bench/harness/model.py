@@ -31,6 +31,7 @@ class Config:
     idle_rounds: int = 1
     handshake_rounds: int = 20
     timeout_s: float = 60.0
+    fake_site_persistent: bool = False
     quick: bool = False
 
     @classmethod

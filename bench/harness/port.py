@@ -179,16 +179,17 @@ class Port:
         return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
     def peak_rss_kib(self) -> int:
-        """Peak resident set size so far: VmHWM of the live child, else wait4's maxrss."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        except FileNotFoundError:
-            pass
-        if self.rusage is not None:
-            return int(self.rusage.ru_maxrss)
-        raise BenchError(f"peak RSS of pid {self.pid} unavailable")
+        """Peak resident set size so far of the live child (VmHWM, /proc).
+
+        Not ``ru_maxrss`` from wait4: on Linux it includes the peak of the image
+        before exec, i.e. the forked harness, and so reports the harness's size.
+        """
+        if self.proc.returncode is not None:
+            raise BenchError(f"pid {self.pid} has exited; its peak RSS is gone")
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise BenchError(f"no VmHWM in /proc/{self.pid}/status")
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Close stdin (EOF, as the browser does), reap the child, return its status.

@@ -267,8 +267,10 @@ def encode(body: Any) -> bytes:
 def make_response(status: int, body: Any, *, content_type: str, headers: dict[str, str],
                   callback: str | None) -> web.Response:
     """Serialise a body (None -> empty) with JSONP and CORS applied."""
-    out = dict(CORS_HEADERS)
+    # Documented order: Content-Type, then the X-RateLimit-* headers; CORS last.
+    out = {"Content-Type": content_type}
     out.update(headers)
+    out.update(CORS_HEADERS)
     if body is None:
         data = b""
     elif callback is not None:
@@ -277,6 +279,7 @@ def make_response(status: int, body: Any, *, content_type: str, headers: dict[st
     else:
         data = encode(body)
     out["Content-Type"] = content_type
+    out = {"Content-Type": out.pop("Content-Type"), **out}
     return web.Response(status=status, body=data, headers=out)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -34,11 +35,14 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTENSION_DIR = ROOT / "extension"
+# FLATTR_E2E_EXTENSION: run the suite against another copy (a packaged build, or a
+# deliberately broken one to see the suite fail).
+EXTENSION_DIR = Path(os.environ.get("FLATTR_E2E_EXTENSION", ROOT / "extension")).resolve()
 EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
 CHROMIUM = os.environ.get("FLATTR_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 MANIFEST_VERSION = json.loads((EXTENSION_DIR / "manifest.json").read_text())["version"]
+BUILD_ID = re.search(r'FLATTR_BUILD = "([^"]*)"', (EXTENSION_DIR / "build.js").read_text())[1]
 POPUP_URL = f"chrome-extension://{EXTENSION_ID}/popup/popup.html"
 # Timeout for anything the browser should do promptly (milliseconds).
 WAIT_MS = 15_000
@@ -57,6 +61,8 @@ RECORDER_JS = """
       try { detail = JSON.parse(JSON.stringify(event.detail === undefined ? null : event.detail)); }
       catch (error) { detail = "<unserializable>"; }
       log.push({ type: name, detail });
+      // Also to the test process, so events of tabs that closed are not lost.
+      if (typeof window.__flattrReport === "function") window.__flattrReport(name, detail);
     }, true);
   }
 })();
@@ -64,13 +70,13 @@ RECORDER_JS = """
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test here e2e; skip them all when Chromium is not installed."""
-    here = Path(__file__).parent
+    """Mark the tests that use this suite's browser e2e; skip them when Chromium is
+    missing. Other browser tests in this folder (Firefox) keep their own rules."""
     skip = None
     if not os.access(CHROMIUM, os.X_OK):
         skip = pytest.mark.skip(reason=f"{CHROMIUM} is not installed (make chromium)")
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if {"launch", "browser"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
             if skip is not None:
                 item.add_marker(skip)
@@ -111,21 +117,26 @@ class FlattrPage:
     def dispatch(self, name: str, detail_js: str = "null", frame: Any = None) -> None:
         """Dispatch a CustomEvent from the page's world; ``detail_js`` is a JS expression."""
         target = frame or self.page
-        target.evaluate(
-            f"document.dispatchEvent(new CustomEvent({json.dumps(name)}, {{ detail: ({detail_js}) }}))"
-        )
+        event = f"new CustomEvent({json.dumps(name)}, {{ detail: ({detail_js}) }})"
+        target.evaluate(f"document.dispatchEvent({event})")
 
     def session_extension(self) -> str | None:
         value: str | None = self.page.evaluate("sessionStorage.getItem('extension')")
         return value
 
     def warnings(self) -> list[str]:
-        return [text for kind, text in self.console if kind == "warning" and "flattr-companion" in text]
+        return [
+            text for kind, text in self.console if kind == "warning" and "flattr-companion" in text
+        ]
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, selector: str | None = None) -> Path:
+        """Save a PNG to test-artifacts/ (of one element when ``selector`` is given)."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        self.page.screenshot(path=str(path))
+        if selector:
+            self.page.locator(selector).screenshot(path=str(path))
+        else:
+            self.page.screenshot(path=str(path))
         return path
 
 
@@ -159,8 +170,10 @@ class ActionPopup:
         call_id = self._next
         self.cdp.send(
             "Target.sendMessageToTarget",
-            {"sessionId": self.session,
-             "message": json.dumps({"id": call_id, "method": method, "params": params})},
+            {
+                "sessionId": self.session,
+                "message": json.dumps({"id": call_id, "method": method, "params": params}),
+            },
         )
         deadline = time.monotonic() + timeout
         while call_id not in self._replies:
@@ -233,6 +246,11 @@ class ExtensionBrowser:
     _cdp: Any = None
     _pages: list[FlattrPage] = field(default_factory=list)
     closed: bool = False
+    #: every flattr-* event any frame saw: {"type", "detail", "url"}, closed tabs included
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def seen_events(self, name: str, url_prefix: str = "") -> list[dict[str, Any]]:
+        return [e for e in self.seen if e["type"] == name and e["url"].startswith(url_prefix)]
 
     @property
     def worker(self) -> Any:
@@ -275,11 +293,14 @@ class ExtensionBrowser:
         matching = [t for t in tabs if t["url"] == tab.url]
         assert matching, f"no tab target for {tab.url}: {[t['url'] for t in tabs]}"
         before = {t["targetId"] for t in cdp.send("Target.getTargets")["targetInfos"]}
-        cdp.send("Extensions.triggerAction", {"id": EXTENSION_ID, "targetId": matching[0]["targetId"]})
+        cdp.send(
+            "Extensions.triggerAction", {"id": EXTENSION_ID, "targetId": matching[0]["targetId"]}
+        )
         deadline = time.monotonic() + WAIT_MS / 1000
         while True:
             fresh = [
-                t for t in cdp.send("Target.getTargets")["targetInfos"]
+                t
+                for t in cdp.send("Target.getTargets")["targetInfos"]
                 if t["targetId"] not in before and t["url"] == POPUP_URL
             ]
             if fresh:
@@ -295,8 +316,8 @@ class ExtensionBrowser:
                 if (self.__flattrErrors) return;
                 self.__flattrErrors = [];
                 self.addEventListener("error", (e) => self.__flattrErrors.push(String(e.message)));
-                self.addEventListener("unhandledrejection",
-                    (e) => self.__flattrErrors.push(String(e.reason && e.reason.stack || e.reason)));
+                self.addEventListener("unhandledrejection", (e) =>
+                    self.__flattrErrors.push(String(e.reason && e.reason.stack || e.reason)));
             })()"""
         )
 
@@ -314,7 +335,7 @@ class ExtensionBrowser:
         self.closed = True
         try:
             self.context.close()
-        except Exception:  # noqa: BLE001 - already gone (crash or closed by the test)
+        except Exception:
             pass
 
 
@@ -333,7 +354,11 @@ class Host:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flattr_host", *args],
-            env=self.env, capture_output=True, text=True, timeout=30, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
 
     def status(self) -> dict[str, Any]:
@@ -390,9 +415,7 @@ def host_env(base: Path, home: Path, api: str, ca: str) -> dict[str, str]:
 def resolver_rules(site: str, api: str) -> str:
     site_port = urlsplit(site).port
     api_port = urlsplit(api).port
-    return (
-        f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
-    )
+    return f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
 
 
 # ---------------------------------------------------------------------------------
@@ -420,16 +443,23 @@ class Site:
         self._tls = ssl.create_default_context(cafile=self.ca)
         self._tls.check_hostname = False  # reached as 127.0.0.1; the CA is still checked
 
-    def admin(self, method: str, path: str, body: dict[str, Any] | None = None,
-              query: dict[str, Any] | None = None, timeout: float = 70) -> Any:
+    def admin(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        timeout: float = 70,
+    ) -> Any:
         url = f"{self.api}/__admin/{path}"
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(  # noqa: S310 - https to the fake site only
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
-            with urllib.request.urlopen(request, context=self._tls, timeout=timeout) as resp:
+            with urllib.request.urlopen(request, context=self._tls, timeout=timeout) as resp:  # noqa: S310 - https to the fake site
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as error:
             raise AssertionError(f"admin {method} {path}: {error.code} {error.read()!r}") from None
@@ -440,40 +470,73 @@ class Site:
     def create_user(self, username: str, active: bool = True) -> dict[str, Any]:
         """A fresh user (password = username) with the subscription ``active``."""
         created: dict[str, Any] = self.admin(
-            "POST", "users", {"username": username, "subscription": {"active": active}})
+            "POST", "users", {"username": username, "subscription": {"active": active}}
+        )
         return created
 
     def set_subscription(self, username: str, active: bool) -> dict[str, Any]:
         result: dict[str, Any] = self.admin(
-            "POST", f"users/{username}/subscription", {"active": active})
+            "POST", f"users/{username}/subscription", {"active": active}
+        )
         return result
 
     def revoke(self, username: str) -> int:
         count: int = self.admin("POST", "tokens/revoke", {"username": username})["revoked"]
         return count
 
-    def script(self, method: str, path: str, responses: list[dict[str, Any]],
-               server: str = "api") -> None:
-        self.admin("POST", "script",
-                   {"method": method, "path": path, "responses": responses, "server": server})
+    def script(
+        self, method: str, path: str, responses: list[dict[str, Any]], server: str = "api"
+    ) -> None:
+        self.admin(
+            "POST",
+            "script",
+            {"method": method, "path": path, "responses": responses, "server": server},
+        )
 
-    def journal(self, *, server: str | None = None, method: str | None = None,
-                path: str | None = None) -> list[dict[str, Any]]:
+    def journal(
+        self, *, server: str | None = None, method: str | None = None, path: str | None = None
+    ) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.admin(
             "GET", "journal", query={"server": server, "method": method, "path": path}
         )["entries"]
         return entries
 
-    def wait_for(self, count: int, *, server: str | None = None, method: str | None = None,
-                 path: str | None = None, timeout: float = WAIT_MS / 1000) -> list[dict[str, Any]]:
+    def wait_for(
+        self,
+        count: int,
+        *,
+        server: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        timeout: float = WAIT_MS / 1000,
+    ) -> list[dict[str, Any]]:
         """Block (server-side long poll) until ``count`` entries match; fail on timeout."""
-        answer = self.admin("GET", "journal/wait", query={
-            "count": count, "timeout": timeout, "server": server, "method": method, "path": path})
+        answer = self.admin(
+            "GET",
+            "journal/wait",
+            query={
+                "count": count,
+                "timeout": timeout,
+                "server": server,
+                "method": method,
+                "path": path,
+            },
+        )
         entries: list[dict[str, Any]] = answer["entries"]
         assert not answer["timed_out"], (
             f"only {len(entries)} of {count} {method} {path} requests within {timeout} s: {entries}"
         )
         return entries
+
+    def user_flattr_urls(self, token: str) -> list[str]:
+        """URLs of the things the token's user has flattred, from the REST API."""
+        request = urllib.request.Request(  # noqa: S310 - https to the fake site only
+            f"{self.api}/rest/v2/user/flattrs?count=100",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, context=self._tls, timeout=30) as resp:  # noqa: S310 - https to the fake site
+            flattrs = json.loads(resp.read())
+        return [str(f["thing"]["url"]) for f in flattrs]
 
     def bulk_posts(self) -> list[dict[str, Any]]:
         """The API's bulk flattr requests so far, bodies parsed."""
@@ -489,7 +552,7 @@ class Site:
 BULK_PATH = "/rest/v2/flattr/bulk"
 
 
-def bulk_urls(site: Site, token: str | None = None, delivered_only: bool = False) -> list[str]:
+def bulk_urls(site: Site, token: str | None = None) -> list[str]:
     """URLs sent in bulk POSTs (optionally only those with ``Bearer token``)."""
     urls = []
     for post in site.bulk_posts():
@@ -506,10 +569,39 @@ def bulk_urls(site: Site, token: str | None = None, delivered_only: bool = False
 # ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def site_endpoints(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The session's fake site: tests/conftest.py's ``fake_site`` when it exists, else
+    a ``flattr-fake-site --seed`` process of our own (stopped at the end)."""
+    try:
+        yield request.getfixturevalue("fake_site")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fake_flattr", "--seed"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "flattr-fake-site printed nothing"
+        yield json.loads(line)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
-def site(fake_site: Any) -> Site:
+def site(site_endpoints: Any) -> Site:
     """The session's fake site, reset to its seeded start-up state for this test."""
-    wrapped = Site(fake_site)
+    wrapped = Site(site_endpoints)
     wrapped.reset()
     return wrapped
 
@@ -560,8 +652,13 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
             ],
         )
         context.set_default_timeout(WAIT_MS)
-        context.add_init_script(RECORDER_JS)
         browser = ExtensionBrowser(context, profile, env or host.env)
+
+        def report(source: dict[str, Any], name: str, detail: Any) -> None:
+            browser.seen.append({"type": name, "detail": detail, "url": source["frame"].url})
+
+        context.expose_binding("__flattrReport", report)
+        context.add_init_script(RECORDER_JS)
         opened.append(browser)
         browser.record_worker_errors()
         return browser
@@ -577,8 +674,39 @@ def browser(launch: LaunchFn) -> ExtensionBrowser:
     return launch()
 
 
+def log_in(page: FlattrPage, username: str) -> None:
+    """Fill the fake flattr.com login form (seeded and admin-made passwords = username)."""
+    page.page.wait_for_selector("#login-form")
+    page.page.fill("#username", username)
+    page.page.fill("#password", username)
+    page.page.click("#login-button")
+
+
+def page_handshake(browser: ExtensionBrowser, username: str) -> tuple[FlattrPage, str]:
+    """Sign in the page way: log in, open /oauth/ext (the page starts the handshake).
+
+    Returns the page and the token the page handed over (from its flattr-token event).
+    """
+    page = browser.open("https://flattr.com/login?next=/oauth/ext")
+    log_in(page, username)
+    page.page.wait_for_url("https://flattr.com/oauth/ext")
+    answer = page.wait_event("flattr-authenticated")
+    assert answer["detail"] == {"authenticated": True}, answer
+    token = str(page.events("flattr-token")[-1]["detail"]["accessToken"])
+    return page, token
+
+
+def wait_popup(popup: FlattrPage, js_condition: str) -> None:
+    """Wait until ``js_condition`` holds in a popup tab (it re-renders on host events)."""
+    popup.page.wait_for_function(
+        f"() => {{ const $ = (id) => document.getElementById(id); return {js_condition}; }}",
+        timeout=WAIT_MS,
+    )
+
+
 def routed_page(browser: ExtensionBrowser, url: str, body: str) -> FlattrPage:
     """Open ``url`` served by the test itself (for origins the fake site is not)."""
+
     def fulfill(route: Any) -> None:
         route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body)
 

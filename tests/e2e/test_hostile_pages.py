@@ -45,7 +45,9 @@ def control_handshake(browser: ExtensionBrowser) -> FlattrPage:
         "https://flattr.com:8443/",
     ],
 )
-def test_other_origins_get_nothing(browser: ExtensionBrowser, host: Host, site: Any, url: str) -> None:
+def test_other_origins_get_nothing(
+    browser: ExtensionBrowser, host: Host, site: Any, url: str
+) -> None:
     page = routed_page(browser, url, PLAIN)
     page.page.wait_for_load_state("domcontentloaded")
     assert page.session_extension() is None
@@ -67,9 +69,13 @@ def test_other_origins_get_nothing(browser: ExtensionBrowser, host: Host, site: 
     assert site.journal(server="api") == []
 
 
-def test_frames_inside_flattr_com_get_nothing(browser: ExtensionBrowser, host: Host, site: Any) -> None:
-    browser.context.route("https://frames.example/**", lambda route: route.fulfill(
-        status=200, content_type="text/html", body=PLAIN))
+def test_frames_inside_flattr_com_get_nothing(
+    browser: ExtensionBrowser, host: Host, site: Any
+) -> None:
+    browser.context.route(
+        "https://frames.example/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=PLAIN),
+    )
     top = browser.open("https://flattr.com/")
     top.wait_event("flattr-installed")
     top.page.evaluate(
@@ -108,23 +114,39 @@ MALFORMED = [
     ("flattr-trigger", "{action: 'payment'}", 'is not "authentication"'),
     ("flattr-trigger", "{action: ['authentication']}", "action must be a string"),
     ("flattr-trigger", "{action: 'authentication', extra: 1}", "at most 1 allowed"),
-    ("flattr-trigger", "JSON.parse('{\"__proto__\": {\"action\": \"authentication\"}}')",
-     'unexpected key "__proto__"'),
+    (
+        "flattr-trigger",
+        'JSON.parse(\'{"__proto__": {"action": "authentication"}}\')',
+        'unexpected key "__proto__"',
+    ),
     ("flattr-trigger", "Object.create({action: 'authentication'})", "action must be a string"),
-    ("flattr-trigger", "(Object.prototype.action = 'authentication', {})", "action must be a string"),
+    (
+        "flattr-trigger",
+        "(Object.prototype.action = 'authentication', {})",
+        "action must be a string",
+    ),
     ("flattr-token", "{accessToken: 'a'.repeat(4097)}", "4097 characters, limit 4096"),
     ("flattr-token", "{accessToken: 'x'.repeat(1 << 20)}", "1048576 characters, limit 4096"),
     ("flattr-token", "{accessToken: ''}", "must not be empty"),
     ("flattr-token", "{accessToken: 'tøken'}", "visible ASCII"),
     ("flattr-token", "{accessToken: 'two words'}", "visible ASCII"),
     ("flattr-token", "{accessToken: 12345}", "must be a string, got number"),
-    ("flattr-token", "{accessToken: 'ok-token', subscription: {active: 'yes'}}",
-     "active must be a boolean"),
-    ("flattr-token", "{accessToken: 'ok-token', subscription: {active: true, plan: 'x'}}",
-     "at most 1 allowed"),
+    (
+        "flattr-token",
+        "{accessToken: 'ok-token', subscription: {active: 'yes'}}",
+        "active must be a boolean",
+    ),
+    (
+        "flattr-token",
+        "{accessToken: 'ok-token', subscription: {active: true, plan: 'x'}}",
+        "at most 1 allowed",
+    ),
     ("flattr-token", "{accessToken: 'ok-token', admin: true}", 'unexpected key "admin"'),
-    ("flattr-token", "JSON.parse('{\"accessToken\": \"ok-token\", \"__proto__\": {\"a\": 1}}')",
-     'unexpected key "__proto__"'),
+    (
+        "flattr-token",
+        'JSON.parse(\'{"accessToken": "ok-token", "__proto__": {"a": 1}}\')',
+        'unexpected key "__proto__"',
+    ),
     ("flattr-subscription", "{subscription: {active: 1}}", "active must be a boolean"),
     ("flattr-subscription", "{active: true}", 'unexpected key "active"'),
     ("flattr-subscription", "{subscription: true}", "must be an object, got boolean"),
@@ -146,9 +168,7 @@ def test_malformed_details_are_ignored_and_logged(
     # Positive control on the same page: exactly one authenticate, for this trigger.
     page.dispatch("flattr-trigger", TRIGGER)
     page.wait_event("flattr-authenticate")
-    page.page.wait_for_function(
-        "n => window.__flattrEvents.length >= n", arg=len(MALFORMED) + 3
-    )
+    page.page.wait_for_function("n => window.__flattrEvents.length >= n", arg=len(MALFORMED) + 3)
     assert len(page.events("flattr-authenticate")) == 1
     assert page.events("flattr-authenticated") == []
 

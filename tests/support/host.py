@@ -56,6 +56,9 @@ class HostProcess:
         self._buffer = b""
         self._next_id = 1
         self.events: list[dict[str, Any]] = []
+        #: len(events) when the last request was sent: events from there on may be
+        #: caused by it (or be late ones from before: wait for specific states)
+        self.mark = 0
 
     def send_raw(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -98,6 +101,7 @@ class HostProcess:
         """Send a request and return its reply; events seen meanwhile go to ``events``."""
         request_id = self._next_id
         self._next_id += 1
+        self.mark = len(self.events)
         self.send({"id": request_id, "type": type_, **fields})
         deadline = time.monotonic() + timeout
         while True:
@@ -108,9 +112,14 @@ class HostProcess:
             assert message.get("id") == request_id, message
             return message
 
-    def wait_event(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
-        """The first state event (seen or coming) whose state satisfies ``predicate``."""
-        for event in self.events:
+    def wait_event(self, predicate: Any, timeout: float = 10.0,
+                   since: int | None = None) -> dict[str, Any]:
+        """The first state event whose state satisfies ``predicate``, among the events
+        that arrived since the last request was sent (or since index ``since``) and
+        those still coming.
+        """
+        start = self.mark if since is None else since
+        for event in self.events[start:]:
             if predicate(event["state"]):
                 return event
         deadline = time.monotonic() + timeout

@@ -11,6 +11,9 @@ import json
 from collections.abc import Iterable, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from flattr_host.attention import (
     AttentionEngine,
     AttentionError,
@@ -32,8 +35,6 @@ from flattr_host.attention import (
     WindowFocusChanged,
     parse_scale,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 A = "https://a.example/article?utm=x#top"
 A_KEY = "https://a.example/article"

@@ -50,7 +50,7 @@ def test_bad_environment_values(tmp_path: Path, env: dict[str, str], text: str) 
 
 def test_bad_config_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="config.json: cannot read"):
+    with pytest.raises(ConfigError, match=r"config\.json: cannot read"):
         config.load({"FLATTR_HOST_HOME": str(tmp_path)})
     (tmp_path / "config.json").write_text(json.dumps({"colour": "blue"}))
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):

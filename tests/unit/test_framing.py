@@ -88,7 +88,7 @@ def test_frame_exactly_at_the_limit_is_accepted() -> None:
 def test_close_inside_a_frame_raises() -> None:
     decoder = framing.Decoder()
     decoder.feed(framing.encode({"a": 1})[:5])
-    with pytest.raises(TruncatedFrame, match="1 bytes left|5 bytes left"):
+    with pytest.raises(TruncatedFrame, match=r"5 bytes left"):
         decoder.close()
 
 

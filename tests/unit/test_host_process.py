@@ -62,7 +62,7 @@ def test_hello_reports_version_protocol_and_state(host: HostProcess) -> None:
     assert reply["result"]["host"] == {"version": "0.1.0", "protocol": 1}
     assert reply["result"]["state"] == {
         "authenticated": False, "subscription": {"active": False},
-        "queue": {"pending": 0, "inFlight": 0, "failed": 0, "expired": 0,
+        "queue": {"pending": 0, "inFlight": 0, "failed": 0, "expired": 0, "done": 0,
                   "paused": "signed_out", "nextAttemptAt": None}}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from flattr_host.errors import FlattrHostError
-from flattr_host.urlnorm import UrlError, normalize, site_of
 from hypothesis import given
 from hypothesis import strategies as st
+
+from flattr_host.errors import FlattrHostError
+from flattr_host.urlnorm import UrlError, normalize, site_of
 
 
 @pytest.mark.parametrize(

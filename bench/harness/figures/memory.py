@@ -1,7 +1,7 @@
 """Memory: the host's peak RSS after the drain (issue 6).
 
-Read from the drain's host process: VmHWM in /proc while it runs, and wait4's
-ru_maxrss once it has exited; the larger is reported.
+Read from the drain's host process once everything is delivered, before EOF:
+VmHWM in /proc/PID/status (wait4's ru_maxrss is not used: see Port.peak_rss_kib).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -135,8 +136,9 @@ async def _read_after_request(site: FakeSite, path: str) -> bytes:
 
 def test_fault_reset_sends_rst(site: FakeSite) -> None:
     site.script("GET", "/rest/v2/languages", [{"fault": "reset"}])
-    with pytest.raises(ConnectionResetError):
-        asyncio.run(_read_after_request(site, "/rest/v2/languages"))
+    # In its own thread: Playwright's sync API may own this thread's event loop.
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ConnectionResetError):
+        pool.submit(asyncio.run, _read_after_request(site, "/rest/v2/languages")).result()
     assert call(site, "GET", "/rest/v2/languages").status == 200
 
 

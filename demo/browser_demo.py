@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""The whole story in a real browser, headless (headed when DISPLAY is set).
+
+1. starts the fake flattr.com / api.flattr.com (``python -m fake_flattr --seed``);
+2. installs the real host into a temporary Chromium profile (``flattr-host install``)
+   and launches /usr/bin/chromium with the unchanged extension;
+3. signs in through the popup: "Sign in" opens https://flattr.com/oauth/ext, the
+   demo logs in as the seeded user ``alice``, the handshake runs, the tab closes;
+4. flattrs two pages with the toolbar popup's "Flattr this page";
+5. shows the fake API receiving them, the host's log lines and its final status;
+6. saves screenshots to test-artifacts/ and removes everything it started.
+
+Usage: ``python demo/browser_demo.py [--chromium PATH] [--keep]``.
+Exit status 0 when both pages reached the API, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = ROOT / "extension"
+EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
+POPUP_URL = f"chrome-extension://{EXTENSION_ID}/popup/popup.html"
+ARTIFACTS = ROOT / "test-artifacts"
+PAGES = [
+    ("https://blog.example/2024/why-flattr", "Why I flattr"),
+    ("https://podcast.example/episode/42", "Episode 42"),
+]
+BULK_PATH = "/rest/v2/flattr/bulk"
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+class FakeSite:
+    """The fake site process and its admin API."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fake_flattr", "--seed"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.site, self.api, self.ca, self.spki = (
+            info["site"],
+            info["api"],
+            info["ca"],
+            info["spki"],
+        )
+        self.tls = ssl.create_default_context(cafile=self.ca)
+        self.tls.check_hostname = False  # reached as 127.0.0.1; the CA is still verified
+
+    def admin(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        url = f"{self.api}/__admin/{path}" + (f"?{urlencode(query)}" if query else "")
+        with urllib.request.urlopen(url, context=self.tls, timeout=70) as resp:  # noqa: S310 - https to the fake site
+            return json.loads(resp.read())
+
+    def wait_bulk(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        answer = self.admin(
+            "journal/wait",
+            {
+                "count": count,
+                "timeout": timeout,
+                "server": "api",
+                "method": "POST",
+                "path": BULK_PATH,
+            },
+        )
+        entries: list[dict[str, Any]] = answer["entries"]
+        return entries
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ActionPopup:
+    """The toolbar popup, opened with CDP Extensions.triggerAction (a real click's
+    effect, activeTab included) and driven over a raw target session."""
+
+    def __init__(self, context: Any, tab: Any) -> None:
+        self.context, self.tab = context, tab
+        self.cdp = context.browser.new_browser_cdp_session()
+        self.replies: dict[int, Any] = {}
+        self.next_id = 0
+        self.cdp.on("Target.receivedMessageFromTarget", self._on_message)
+        tab.bring_to_front()
+        tabs = self.cdp.send("Target.getTargets", {"filter": [{"type": "tab"}]})["targetInfos"]
+        target = next(t for t in tabs if t["url"] == tab.url)
+        before = {t["targetId"] for t in self.cdp.send("Target.getTargets")["targetInfos"]}
+        self.cdp.send(
+            "Extensions.triggerAction", {"id": EXTENSION_ID, "targetId": target["targetId"]}
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            fresh = [
+                t
+                for t in self.cdp.send("Target.getTargets")["targetInfos"]
+                if t["targetId"] not in before and t["url"] == POPUP_URL
+            ]
+            if fresh:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the popup did not open")
+            tab.wait_for_timeout(20)
+        self.session = self.cdp.send(
+            "Target.attachToTarget", {"targetId": fresh[0]["targetId"], "flatten": False}
+        )["sessionId"]
+
+    def _on_message(self, event: dict[str, Any]) -> None:
+        message = json.loads(event["message"])
+        if event.get("sessionId") == self.session and "id" in message:
+            self.replies[message["id"]] = message
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        self.next_id += 1
+        call_id = self.next_id
+        self.cdp.send(
+            "Target.sendMessageToTarget",
+            {
+                "sessionId": self.session,
+                "message": json.dumps({"id": call_id, "method": method, "params": params}),
+            },
+        )
+        deadline = time.monotonic() + 15
+        while call_id not in self.replies:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"popup: no answer to {method}")
+            self.tab.wait_for_timeout(10)
+        return self.replies.pop(call_id).get("result", {})
+
+    def js(self, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+        )
+        return result.get("result", {}).get("value")
+
+    def wait(self, condition: str) -> None:
+        ok = self.js(f"""new Promise((resolve) => {{
+            const end = Date.now() + 15000;
+            const check = () => {{
+              let ok = false;
+              try {{ ok = Boolean({condition}); }} catch (e) {{}}
+              if (ok || Date.now() > end) resolve(ok); else setTimeout(check, 25);
+            }};
+            check();
+        }})""")
+        if not ok:
+            raise TimeoutError(f"popup: {condition}")
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(
+            base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
+        )
+
+
+def serve(title: str) -> Any:
+    """A Playwright route handler answering with a small article page."""
+    html = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>Worth a flattr.</p>"
+
+    def handler(route: Any) -> None:
+        route.fulfill(status=200, content_type="text/html", body=html)
+
+    return handler
+
+
+def host_cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "flattr_host", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def host_log_lines(home: Path) -> list[str]:
+    lines: list[str] = []
+    for path in sorted((home / "logs").glob("*.log*")):
+        lines.extend(path.read_text(errors="replace").splitlines())
+    return lines
+
+
+def run(chromium: str, keep: bool) -> int:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix="flattr-demo-"))
+    profile, home = temp / "profile", temp / "host"
+    (temp / "home").mkdir()
+    say("starting the fake flattr.com and api.flattr.com")
+    site = FakeSite()
+    print(f"site {site.site}  api {site.api}")
+    try:
+        env = {
+            **os.environ,
+            "HOME": str(temp / "home"),
+            "FLATTR_HOST_HOME": str(home),
+            "FLATTR_API_BASE": site.api,
+            "FLATTR_CA_BUNDLE": site.ca,
+            "FLATTR_SUBMIT_DELAY_S": "0.5",
+            "FLATTR_LOG_LEVEL": "info",
+        }
+        say("installing the host into a temporary Chromium profile")
+        print(
+            host_cli(
+                env, "install", "--browser", "chromium", "--user-data-dir", str(profile)
+            ).strip()
+        )
+
+        rules = (
+            f"MAP flattr.com 127.0.0.1:{urlsplit(site.site).port}, "
+            f"MAP api.flattr.com 127.0.0.1:{urlsplit(site.api).port}"
+        )
+        headed = bool(os.environ.get("DISPLAY"))
+        say(f"launching {chromium} ({'headed' if headed else 'headless'}) with the extension")
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(profile),
+                executable_path=chromium,
+                headless=not headed,
+                env=env,
+                viewport={"width": 1000, "height": 700},
+                args=[
+                    f"--disable-extensions-except={EXTENSION}",
+                    f"--load-extension={EXTENSION}",
+                    f"--host-resolver-rules={rules}",
+                    f"--ignore-certificate-errors-spki-list={site.spki}",
+                    "--enable-unsafe-extension-debugging",
+                ],
+            )
+            context.set_default_timeout(15000)
+            for url, title in PAGES:  # two ordinary pages to flattr, served by the demo
+                context.route(url, serve(title))
+            start = context.pages[0] if context.pages else context.new_page()
+
+            say("signing in through the popup")
+            popup = ActionPopup(context, start)
+            popup.wait("document.getElementById('host-status').dataset.phase === 'ready'")
+            popup.screenshot(ARTIFACTS / "demo-popup-signed-out.png")
+            with context.expect_page() as opened:
+                popup.js("document.getElementById('sign-in').click()")
+            tab = opened.value
+            tab.wait_for_selector("#login-form")
+            tab.screenshot(path=str(ARTIFACTS / "demo-sign-in-page.png"))
+            tab.fill("#username", "alice")
+            tab.fill("#password", "alice")
+            tab.click("#login-button")
+            if not tab.is_closed():
+                tab.wait_for_event("close")
+            print("logged in as alice; the handshake ran and the sign-in tab closed itself")
+
+            say("flattring two pages with 'Flattr this page'")
+            for url, _title in PAGES:
+                page = context.new_page()
+                page.goto(url)
+                popup = ActionPopup(context, page)
+                popup.wait("!document.getElementById('flattr-page').disabled")
+                popup.js("document.getElementById('flattr-page').click()")
+                popup.wait("document.getElementById('flattr-page').dataset.done === 'true'")
+                message = popup.js("document.getElementById('message').textContent")
+                print(f"{url}: {message}")
+            popup.screenshot(ARTIFACTS / "demo-popup-flattred.png")
+
+            say("the fake API receives them")
+            wanted = {url for url, _ in PAGES}
+            received: set[str] = set()
+            count = 1
+            while not wanted <= received:
+                entries = site.wait_bulk(count)
+                if len(entries) < count:
+                    break
+                for entry in entries[count - 1 :]:
+                    auth = {k.lower(): v for k, v in entry["headers"].items()}.get(
+                        "authorization", ""
+                    )
+                    body = json.loads(entry["body"])
+                    received.update(item["url"] for item in body)
+                    shown = f"{auth[:13]}..."  # enough to see it is the Bearer token
+                    print(f"POST {entry['path']}  Authorization: {shown}  body: {json.dumps(body)}")
+                count += 1
+            context.close()
+
+        say("the host's log (JSON lines in FLATTR_HOST_HOME/logs)")
+        for line in host_log_lines(home)[-25:]:
+            print(line)
+        say("final status (flattr-host status)")
+        print(host_cli(env, "status").strip())
+        say(
+            f"screenshots in {ARTIFACTS.relative_to(ROOT)}/: "
+            + ", ".join(sorted(p.name for p in ARTIFACTS.glob("demo-*.png")))
+        )
+        ok = wanted <= received
+        print("\nRESULT:", "both pages reached the API" if ok else f"missing: {wanted - received}")
+        return 0 if ok else 1
+    finally:
+        site.stop()
+        if keep:
+            print(f"kept {temp}")
+        else:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--chromium", default=os.environ.get("FLATTR_CHROMIUM", "/usr/bin/chromium")
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary profile and data")
+    args = parser.parse_args()
+    if not os.access(args.chromium, os.X_OK):
+        print(
+            f"browser_demo: {args.chromium} not found; install it with `make chromium`",
+            file=sys.stderr,
+        )
+        return 1
+    return run(args.chromium, args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Written by `flattr-host install` (flattr-companion @VERSION@) for @BROWSER@; re-run install to change it.
+# A browser started from a desktop launcher or the macOS Dock passes no shell PATH:
+# the interpreter is fixed here by absolute path, and the settings below are the
+# ones in force at install time (an environment variable set by the browser wins).
+@ENVIRONMENT@
+exec @PYTHON@ -c 'import sys; from flattr_host.cli import main; sys.exit(main())' "$@"

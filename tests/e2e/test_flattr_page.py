@@ -1,0 +1,129 @@
+"""Flattr this page: the popup queues the active tab's URL through the host, and the
+host delivers it to the fake API's bulk endpoint with the right Bearer token; through
+scripted 503s it arrives once; across a browser restart it still arrives."""
+
+from __future__ import annotations
+
+from conftest import (
+    BULK_PATH,
+    ActionPopup,
+    ExtensionBrowser,
+    Host,
+    LaunchFn,
+    Site,
+    bulk_urls,
+    page_handshake,
+    routed_page,
+    wait_popup,
+)
+
+ARTICLE = "<!doctype html><title>An article</title><h1>Worth it</h1>"
+
+
+def flattr_from_popup(browser: ExtensionBrowser, url: str) -> ActionPopup:
+    """Open ``url``, click the toolbar button, click "Flattr this page"."""
+    tab = routed_page(browser, url, ARTICLE)
+    popup = browser.action_popup(tab)
+    popup.wait_for("!document.getElementById('flattr-page').disabled")
+    popup.click("flattr-page")
+    popup.wait_for("document.getElementById('flattr-page').dataset.done === 'true'")
+    assert popup.text("message") == "Queued this page for flattring."
+    return popup
+
+
+def test_flattr_this_page_reaches_the_api(
+    browser: ExtensionBrowser, host: Host, site: Site
+) -> None:
+    site.create_user("heidi", active=True)
+    _page, token = page_handshake(browser, "heidi")
+    url = "https://blog.example/2024/a-post?id=7"
+
+    popup = flattr_from_popup(browser, url)
+    popup.screenshot("popup-flattr-this-page.png")
+    (post,) = site.wait_for(1, server="api", method="POST", path=BULK_PATH)
+    headers = {k.lower(): v for k, v in post["headers"].items()}
+    assert headers["authorization"] == f"Bearer {token}"
+    assert headers["content-type"].startswith("application/json")
+    assert bulk_urls(site, token) == [url]
+
+    watcher = browser.popup_tab()
+    wait_popup(
+        watcher, "$('queue-pending').textContent === '0' && $('queue-inflight').textContent === '0'"
+    )
+    state = host.status()
+    assert state["queue"]["pending"] == 0 and state["queue"]["failed"] == 0
+    assert host.requests().count("flattr") == 1
+    assert url in site.user_flattr_urls(token)
+
+
+def test_not_http_pages_are_refused(browser: ExtensionBrowser, host: Host, site: Site) -> None:
+    site.create_user("ivan", active=True)
+    page_handshake(browser, "ivan")
+    # A tab the extension may not read (about:blank): no URL is available.
+    popup = browser.action_popup(browser.open("about:blank"))
+    popup.wait_for("!document.getElementById('flattr-page').disabled")
+    popup.click("flattr-page")
+    popup.wait_for("document.getElementById('message').textContent !== ''")
+    assert "address is not available" in popup.text("message")
+    # A tab it may read but that is not http(s): the popup page itself, in a tab.
+    own = browser.popup_tab()
+    wait_popup(own, "!$('flattr-page').disabled")
+    own.page.click("#flattr-page")
+    wait_popup(own, "$('message').textContent !== ''")
+    assert "Only http and https pages" in own.page.text_content("#message")
+    assert "flattr" not in host.requests()
+    assert site.bulk_posts() == []
+
+
+def test_503s_then_success_arrives_once(browser: ExtensionBrowser, host: Host, site: Site) -> None:
+    site.create_user("judy", active=True)
+    _page, token = page_handshake(browser, "judy")
+    site.script(
+        "POST", BULK_PATH, [{"status": 503}, {"status": 503, "headers": {"Retry-After": "0"}}]
+    )
+    url = "https://news.example/story"
+
+    flattr_from_popup(browser, url)
+    posts = site.wait_for(3, server="api", method="POST", path=BULK_PATH)
+    watcher = browser.popup_tab()
+    wait_popup(
+        watcher, "$('queue-pending').textContent === '0' && $('queue-inflight').textContent === '0'"
+    )
+
+    # Two refused attempts and one delivery, all with the same URL and token; the
+    # queue is empty afterwards, so no further attempt will come.
+    assert len(site.bulk_posts()) == 3
+    assert bulk_urls(site, token) == [url, url, url]
+    assert [p["seq"] for p in posts] == sorted(p["seq"] for p in posts)
+    assert site.user_flattr_urls(token).count(url) == 1
+    state = host.status()
+    assert state["queue"]["pending"] == 0 and state["queue"]["failed"] == 0
+
+
+def test_browser_restart_keeps_the_queue(launch: LaunchFn, host: Host, site: Site) -> None:
+    site.create_user("kim", active=True)
+    browser = launch()
+    _page, token = page_handshake(browser, "kim")
+    # The API fails until the browser has been closed and opened again.
+    site.script("POST", BULK_PATH, [{"status": 503}] * 50)
+    url = "https://podcast.example/episode/12"
+    flattr_from_popup(browser, url)
+    site.wait_for(1, server="api", method="POST", path=BULK_PATH)
+    browser.close()
+
+    # The host exited with the browser; the item is still queued on disk.
+    state = host.status()
+    assert state["queue"]["pending"] + state["queue"]["inFlight"] == 1
+    assert url not in site.user_flattr_urls(token)
+    site.script("POST", BULK_PATH, [])
+    before = len(site.bulk_posts())
+
+    again = launch(profile=browser.profile)
+    site.wait_for(before + 1, server="api", method="POST", path=BULK_PATH, timeout=30)
+    watcher = again.popup_tab()
+    wait_popup(
+        watcher, "$('queue-pending').textContent === '0' && $('queue-inflight').textContent === '0'"
+    )
+    assert site.user_flattr_urls(token).count(url) == 1
+    assert set(bulk_urls(site, token)) == {url}
+    assert host.status()["queue"]["pending"] == 0

@@ -1,0 +1,104 @@
+"""The handshake started by the page (document 000): trigger, authenticate with the
+right build, id and version, token, authenticated true. The token ends up in the
+host's encrypted store and nowhere in the browser profile or the host's logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import (
+    BUILD_ID,
+    EXTENSION_ID,
+    MANIFEST_VERSION,
+    ROOT,
+    Host,
+    LaunchFn,
+    Site,
+    page_handshake,
+    profile_bytes,
+)
+
+
+def test_page_started_handshake(launch: LaunchFn, host: Host, site: Site) -> None:
+    browser = launch()
+    site.create_user("carol", active=True)
+    page, token = page_handshake(browser, "carol")
+
+    # Page: the whole conversation, in order, with the documented detail shapes.
+    seen = [(e["type"], e["detail"]) for e in page.events()]
+    assert seen == [
+        ("flattr-installed", None),
+        ("flattr-trigger", {"action": "authentication"}),
+        (
+            "flattr-authenticate",
+            {"build": BUILD_ID, "id": EXTENSION_ID, "version": MANIFEST_VERSION},
+        ),
+        ("flattr-token", {"accessToken": token, "subscription": {"active": True}}),
+        ("flattr-authenticated", {"authenticated": True}),
+    ]
+    page.page.wait_for_selector("#handshake-status[data-state='authenticated']")
+
+    # Fake site: the token was minted for this extension id and build.
+    (minted,) = site.journal(server="site", method="POST", path="/oauth/ext/token")
+    assert json.loads(minted["body"]) == {
+        "id": EXTENSION_ID,
+        "build": BUILD_ID,
+        "version": MANIFEST_VERSION,
+    }
+    assert site.journal(server="api") == []
+
+    # Host: signed in with the page's subscription; the token is stored encrypted.
+    state = host.status()
+    assert state["authenticated"] is True
+    assert state["subscription"] == {"active": True}
+    assert host.requests().count("set-token") == 1
+    secret = token.encode()
+    assert host.home.is_dir()
+    assert secret not in host.files_bytes(), "token in clear text in the host's data directory"
+
+    # Browser: no trace of the token in the profile once Chromium has flushed it.
+    browser.close()
+    assert secret not in profile_bytes(browser.profile)
+
+
+def test_packaged_build_reports_its_build_id(
+    launch: LaunchFn, host: Host, site: Site, tmp_path: Path
+) -> None:
+    """The packaging step's build id is what flattr.com receives."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "extension" / "package.py"),
+            "--out",
+            str(tmp_path / "dist"),
+            "--build-id",
+            "e2e-build.7",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    built = json.loads(done.stdout)
+    browser = launch(extension=Path(built["unpacked"]))
+    site.create_user("dave", active=False)
+    page, _token = page_handshake(browser, "dave")
+
+    assert page.events("flattr-authenticate")[-1]["detail"] == {
+        "build": "e2e-build.7",
+        "id": EXTENSION_ID,
+        "version": MANIFEST_VERSION,
+    }
+    (minted,) = site.journal(server="site", method="POST", path="/oauth/ext/token")
+    assert json.loads(minted["body"])["build"] == "e2e-build.7"
+    state = host.status()
+    assert state["authenticated"] is True
+    assert state["subscription"] == {"active": False}
+    hello = [
+        line["message"]
+        for line in host.log_lines()
+        if line.get("msg") == "frame in" and line["message"].get("type") == "hello"
+    ]
+    assert hello and hello[0]["extension"]["build"] == "e2e-build.7"

@@ -1,0 +1,387 @@
+"""Installer: every browser's folder on Linux, macOS and Windows (platform mocked
+where it cannot run here), Flatpak/Snap advice, idempotence, and an uninstall that
+removes only what install wrote (issue 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flattr_host import HOST_NAME
+from flattr_host import install as inst
+from flattr_host.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
+from flattr_host.errors import InstallError
+
+ROOT = Path(__file__).resolve().parents[2]
+OTHER_ID = "abcdefghijklmnopabcdefghijklmnop"
+
+
+class FakeRegistry:
+    """Default values of registry keys, as winreg would hold them."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get(self, hive: str, key: str) -> str | None:
+        return self.values.get((hive, key))
+
+    def set(self, hive: str, key: str, value: str) -> None:
+        self.values[(hive, key)] = value
+
+    def delete(self, hive: str, key: str) -> None:
+        del self.values[(hive, key)]
+
+
+def linux(home: Path, commands: tuple[str, ...] = (), **kwargs: object) -> inst.Platform:
+    return inst.Platform("linux", home, {}, which=lambda c: f"/usr/bin/{c}" if c in commands
+                         else None, **kwargs)  # type: ignore[arg-type]
+
+
+def only_under(root: Path) -> object:
+    """An `exists` that sees nothing outside ``root`` (no /snap, /var/lib/flatpak here)."""
+    return lambda p: str(p).startswith(str(root)) and os.path.exists(p)
+
+
+LINUX_USER = {
+    "chrome": ".config/google-chrome/NativeMessagingHosts",
+    "chromium": ".config/chromium/NativeMessagingHosts",
+    "edge": ".config/microsoft-edge/NativeMessagingHosts",
+    "brave": ".config/BraveSoftware/Brave-Browser/NativeMessagingHosts",
+    "vivaldi": ".config/vivaldi/NativeMessagingHosts",
+    "firefox": ".mozilla/native-messaging-hosts",
+}
+
+
+@pytest.mark.parametrize("browser", sorted(LINUX_USER))
+def test_linux_user_install_writes_the_folder_the_browser_reads(tmp_path: Path,
+                                                                 browser: str) -> None:
+    plat = linux(tmp_path, exists=only_under(tmp_path))
+    [done] = inst.install(browser, plat, data_home=tmp_path / "data")
+    assert done.manifest == tmp_path / LINUX_USER[browser] / f"{HOST_NAME}.json"
+    body = json.loads(done.manifest.read_text())
+    assert body["name"] == HOST_NAME and body["type"] == "stdio"
+    assert body["path"] == str(done.launcher) and Path(body["path"]).is_absolute()
+    assert os.access(done.launcher, os.X_OK)
+    if browser == "firefox":
+        assert body["allowed_extensions"] == [FIREFOX_EXTENSION_ID]
+        assert "allowed_origins" not in body
+    else:
+        assert body["allowed_origins"] == [f"chrome-extension://{CHROMIUM_EXTENSION_ID}/"]
+    launcher = done.launcher.read_text()
+    assert launcher.startswith("#!/bin/sh\n") and inst.LAUNCHER_MARK in launcher
+    assert sys.executable in launcher and str(tmp_path / "data") in launcher
+
+
+def test_manifest_comes_from_the_template(tmp_path: Path) -> None:
+    template = json.loads((ROOT / "manifests" / "chromium.json").read_text())
+    [done] = inst.install("chrome", linux(tmp_path), data_home=tmp_path / "d")
+    body = json.loads(done.manifest.read_text())
+    assert list(body) == list(template)
+    assert body["description"] == template["description"]
+
+
+def test_install_is_idempotent(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [first] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (first.manifest, first.launcher)}
+    [again] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    assert first.changed and not again.changed
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+
+
+def test_uninstall_removes_only_what_install_wrote(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [done] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    folder = done.manifest.parent
+    foreign = folder / "org.other.host.json"
+    foreign.write_text('{"name": "org.other.host"}')
+    removed = inst.uninstall("chromium", plat)
+    assert sorted(removed) == sorted([str(done.manifest), str(done.launcher)])
+    assert foreign.exists() and folder.exists()
+    assert inst.uninstall("chromium", plat) == []
+
+
+def test_uninstall_keeps_a_manifest_someone_else_rewrote(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [done] = inst.install("chrome", plat, data_home=tmp_path / "d")
+    body = json.loads(done.manifest.read_text())
+    body["path"] = "/opt/other/host"
+    done.manifest.write_text(json.dumps(body))
+    assert inst.uninstall("chrome", plat) == [str(done.launcher)]
+    assert done.manifest.exists()
+
+
+def test_uninstall_keeps_a_launcher_without_our_mark(tmp_path: Path) -> None:
+    folder = tmp_path / LINUX_USER["vivaldi"]
+    folder.mkdir(parents=True)
+    (folder / inst.LAUNCHER_NAME).write_text("#!/bin/sh\necho mine\n")
+    (folder / inst.MANIFEST_NAME).write_text(json.dumps({"path": str(folder / inst.LAUNCHER_NAME)}))
+    assert inst.uninstall("vivaldi", linux(tmp_path)) == []
+    assert (folder / inst.LAUNCHER_NAME).exists() and (folder / inst.MANIFEST_NAME).exists()
+
+
+def test_user_data_dir_and_system_scope(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    profile = tmp_path / "profile"
+    location = inst.target("brave", plat, "user", profile)
+    assert location.folder == profile / "NativeMessagingHosts" and location.scope == "profile"
+    assert inst.target("chrome", plat, "system").folder == Path(
+        "/etc/opt/chrome/native-messaging-hosts")
+    assert inst.target("chromium", plat, "system").folder == Path(
+        "/etc/chromium/native-messaging-hosts")
+    assert inst.target("firefox", plat, "system").folder == Path(
+        "/usr/lib/mozilla/native-messaging-hosts")
+    with pytest.raises(InstallError, match="--home"):
+        inst.target("firefox", plat, "user", profile)
+    with pytest.raises(InstallError, match="do not go together"):
+        inst.target("chrome", plat, "system", profile)
+    with pytest.raises(InstallError, match="unknown browser 'safari'"):
+        inst.target("safari", plat)
+
+
+def test_system_launcher_does_not_pin_a_users_data_directory(tmp_path: Path) -> None:
+    location = inst.Location("chromium", "system", tmp_path / "sys")
+    done = inst.install_at(location, linux(tmp_path), None, tmp_path / "data")
+    assert "FLATTR_HOST_HOME" not in done.launcher.read_text()
+
+
+def test_extension_ids_go_to_the_right_family_and_the_host_allows_them(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    ids = [OTHER_ID, "other@example.org"]
+    [chrome] = inst.install("chrome", plat, extension_ids=ids, data_home=tmp_path / "d")
+    [firefox] = inst.install("firefox", plat, extension_ids=ids, data_home=tmp_path / "d")
+    assert json.loads(chrome.manifest.read_text())["allowed_origins"] == [
+        f"chrome-extension://{OTHER_ID}/"]
+    assert json.loads(firefox.manifest.read_text())["allowed_extensions"] == ["other@example.org"]
+    text = chrome.launcher.read_text()
+    assert (f"FLATTR_ALLOWED_EXTENSIONS={OTHER_ID},other@example.org,{CHROMIUM_EXTENSION_ID},"
+            f"{FIREFOX_EXTENSION_ID}") in text
+
+
+def test_launcher_fixes_flattr_settings_in_force_at_install(tmp_path: Path) -> None:
+    plat = inst.Platform("linux", tmp_path, {"FLATTR_API_BASE": "https://127.0.0.1:9/x y",
+                                             "UNRELATED": "1"})
+    [done] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    text = done.launcher.read_text()
+    assert "FLATTR_API_BASE='https://127.0.0.1:9/x y'" in text and "UNRELATED" not in text
+
+
+def test_launcher_runs_without_path_like_a_dock_launch(tmp_path: Path) -> None:
+    """A host started from the macOS Dock or a desktop launcher gets no PATH at all."""
+    [done] = inst.install("chromium", linux(tmp_path), data_home=tmp_path / "data")
+    frame = json.dumps({"id": 1, "type": "hello", "extension": {
+        "id": CHROMIUM_EXTENSION_ID, "version": "1", "build": "t"}}).encode()
+    proc = subprocess.run(
+        [str(done.launcher), f"chrome-extension://{CHROMIUM_EXTENSION_ID}/"],
+        input=len(frame).to_bytes(4, sys.byteorder) + frame, capture_output=True,
+        cwd=done.launcher.parent, env={}, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout[4:4 + int.from_bytes(proc.stdout[:4], sys.byteorder)])
+    assert reply["ok"] is True and reply["result"]["host"]["protocol"] == 1
+    assert (tmp_path / "data" / "host.db").exists()
+
+
+# -- macOS (mocked) ----------------------------------------------------------------------
+
+MAC_USER = {
+    "chrome": "Library/Application Support/Google/Chrome/NativeMessagingHosts",
+    "chromium": "Library/Application Support/Chromium/NativeMessagingHosts",
+    "edge": "Library/Application Support/Microsoft Edge/NativeMessagingHosts",
+    "brave": "Library/Application Support/BraveSoftware/Brave-Browser/NativeMessagingHosts",
+    "vivaldi": "Library/Application Support/Vivaldi/NativeMessagingHosts",
+    "firefox": "Library/Application Support/Mozilla/NativeMessagingHosts",
+}
+
+
+@pytest.mark.parametrize("browser", sorted(MAC_USER))
+def test_macos_user_folders(tmp_path: Path, browser: str) -> None:
+    plat = inst.Platform("darwin", tmp_path, {}, exists=only_under(tmp_path))  # type: ignore[arg-type]
+    [done] = inst.install(browser, plat, data_home=tmp_path / "d")
+    assert done.manifest == tmp_path / MAC_USER[browser] / inst.MANIFEST_NAME
+    assert done.launcher.read_text().startswith("#!/bin/sh\n")
+
+
+def test_macos_system_folders_and_detection(tmp_path: Path) -> None:
+    seen = {Path("/Applications/Google Chrome.app"), Path("/Applications/Firefox.app")}
+    plat = inst.Platform("darwin", tmp_path, {}, exists=lambda p: p in seen)
+    assert inst.target("chrome", plat, "system").folder == Path(
+        "/Library/Google/Chrome/NativeMessagingHosts")
+    assert inst.target("edge", plat, "system").folder == Path(
+        "/Library/Microsoft/Edge/NativeMessagingHosts")
+    assert inst.target("firefox", plat, "system").folder == Path(
+        "/Library/Application Support/Mozilla/NativeMessagingHosts")
+    assert inst.detect(plat) == ["chrome", "firefox"]
+
+
+# -- Windows (mocked) --------------------------------------------------------------------
+
+def windows(tmp_path: Path, registry: FakeRegistry) -> inst.Platform:
+    env = {"LOCALAPPDATA": str(tmp_path / "Local"), "APPDATA": str(tmp_path / "Roaming"),
+           "ProgramData": str(tmp_path / "ProgramData")}
+    return inst.Platform("win32", tmp_path, env, registry=registry)
+
+
+WIN_KEYS = {
+    "chrome": "Software\\Google\\Chrome\\NativeMessagingHosts",
+    "chromium": "Software\\Chromium\\NativeMessagingHosts",
+    "edge": "Software\\Microsoft\\Edge\\NativeMessagingHosts",
+    "brave": "Software\\Google\\Chrome\\NativeMessagingHosts",
+    "vivaldi": "Software\\Google\\Chrome\\NativeMessagingHosts",
+    "firefox": "Software\\Mozilla\\NativeMessagingHosts",
+}
+
+
+@pytest.mark.parametrize("browser", sorted(WIN_KEYS))
+@pytest.mark.parametrize("scope,hive", [("user", inst.HKCU), ("system", inst.HKLM)])
+def test_windows_registry_key_names_the_manifest(tmp_path: Path, browser: str, scope: str,
+                                                 hive: str) -> None:
+    registry = FakeRegistry()
+    plat = windows(tmp_path, registry)
+    [done] = inst.install(browser, plat, scope, data_home=tmp_path / "data")
+    key = f"{WIN_KEYS[browser]}\\{HOST_NAME}"
+    assert registry.values == {(hive, key): str(done.manifest)}
+    base = tmp_path / ("ProgramData" if scope == "system" else "Local")
+    assert done.manifest.is_relative_to(base / "flattr-companion" / "native-messaging")
+    assert done.launcher.name == f"{inst.LAUNCHER_NAME}.cmd"
+    text = done.launcher.read_bytes().decode()
+    assert "\r\n" in text and "\n" not in text.replace("\r\n", "")
+    assert f'"{sys.executable}" -u -c' in text and text.rstrip().endswith("%*")
+    assert ("FLATTR_HOST_HOME" in text) == (scope == "user")
+    [again] = inst.install(browser, plat, scope, data_home=tmp_path / "data")
+    assert not again.changed
+    assert inst.uninstall(browser, plat, scope) == [
+        str(done.manifest), str(done.launcher), f"{hive}\\{key}"]
+    assert registry.values == {}
+
+
+def test_windows_cmd_escapes_percent_and_refuses_quotes(tmp_path: Path) -> None:
+    text = inst.launcher_script("C:\\Py\\python.exe", {"FLATTR_HOST_HOME": "C:\\100%\\x"},
+                                windows=True)
+    assert 'if not defined FLATTR_HOST_HOME set "FLATTR_HOST_HOME=C:\\100%%\\x"' in text
+    with pytest.raises(InstallError, match="quote"):
+        inst.launcher_script('C:\\"x"\\python.exe', {}, windows=True)
+
+
+def test_windows_uninstall_keeps_a_key_pointing_elsewhere(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    plat = windows(tmp_path, registry)
+    inst.install("chrome", plat, data_home=tmp_path / "d")
+    key = (inst.HKCU, f"{WIN_KEYS['chrome']}\\{HOST_NAME}")
+    registry.values[key] = "C:\\someone\\else.json"
+    removed = inst.uninstall("chrome", plat)
+    assert f"{key[0]}\\{key[1]}" not in removed and registry.values[key] == "C:\\someone\\else.json"
+
+
+def test_windows_edge_reads_its_key_then_chromes(tmp_path: Path) -> None:
+    plat = windows(tmp_path, FakeRegistry())
+    order = [loc.registry for loc in inst.search_order("edge", plat)]
+    edge, chrome = WIN_KEYS["edge"], WIN_KEYS["chrome"]
+    assert order == [(inst.HKCU, f"{edge}\\{HOST_NAME}"), (inst.HKLM, f"{edge}\\{HOST_NAME}"),
+                     (inst.HKCU, f"{chrome}\\{HOST_NAME}"), (inst.HKLM, f"{chrome}\\{HOST_NAME}")]
+    brave = inst.target("brave", plat)
+    assert sorted(inst.sharing(brave)) == ["chrome", "edge", "vivaldi"]
+
+
+def test_windows_detection_uses_profile_folders(tmp_path: Path) -> None:
+    plat = windows(tmp_path, FakeRegistry())
+    (tmp_path / "Local" / "Microsoft" / "Edge" / "User Data").mkdir(parents=True)
+    (tmp_path / "Roaming" / "Mozilla" / "Firefox").mkdir(parents=True)
+    assert inst.detect(plat) == ["edge", "firefox"]
+
+
+# -- detection, --browser all, Flatpak and Snap ------------------------------------------
+
+def test_browser_all_installs_every_browser_found(tmp_path: Path) -> None:
+    (tmp_path / ".config" / "vivaldi").mkdir(parents=True)
+    plat = linux(tmp_path, ("chromium", "firefox-esr"), exists=only_under(tmp_path))
+    done = inst.install("all", plat, data_home=tmp_path / "d")
+    assert [d.location.browser for d in done] == ["chromium", "vivaldi", "firefox"]
+    assert inst.resolve_browsers("chrome", plat) == ["chrome"]
+
+
+def test_browser_all_with_nothing_found_says_so(tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match="no supported browser found"):
+        inst.install("all", linux(tmp_path, exists=only_under(tmp_path)))
+
+
+def test_flatpak_browser_gets_a_wrapper_and_the_exact_command(tmp_path: Path) -> None:
+    app = "org.chromium.Chromium"
+    (tmp_path / ".var" / "app" / app).mkdir(parents=True)
+    plat = linux(tmp_path, exists=only_under(tmp_path))
+    done = inst.install("all", plat, data_home=tmp_path / "d")
+    [box] = done
+    assert box.location.flatpak == app
+    assert box.manifest == (tmp_path / ".var/app" / app / "config/chromium/NativeMessagingHosts"
+                            / inst.MANIFEST_NAME)
+    wrapper = box.launcher.read_text()
+    real = box.launcher.parent / inst.HOST_LAUNCHER_NAME
+    assert f"exec flatpak-spawn --host {real}" in wrapper
+    assert sys.executable in real.read_text() and os.access(real, os.X_OK)
+    assert any(f"flatpak override --user --talk-name=org.freedesktop.Flatpak {app}" in n
+               for n in box.notes)
+    # Once the user granted it, the advice changes; uninstall removes all three files.
+    overrides = tmp_path / ".local/share/flatpak/overrides"
+    overrides.mkdir(parents=True)
+    (overrides / app).write_text("[Session Bus Policy]\norg.freedesktop.Flatpak=talk\n")
+    assert inst.flatpak_override_granted(plat, app)
+    assert sorted(inst.uninstall("chromium", plat)) == sorted(
+        [str(box.manifest), str(box.launcher), str(real)])
+
+
+def test_snap_chromium_is_explained_not_installed(tmp_path: Path) -> None:
+    (tmp_path / "snap" / "chromium").mkdir(parents=True)
+    plat = linux(tmp_path, ("chromium",), exists=only_under(tmp_path))
+    [done] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    assert done.manifest.exists()
+    assert any("confined" in n and "cannot start programs outside the snap" in n
+               for n in done.notes)
+    (tmp_path / "snap" / "firefox").mkdir(parents=True)
+    [ff] = [s for s in inst.sandboxes(plat) if s.browser == "firefox"]
+    assert ff.location is None and "portal" in ff.advice
+
+
+# -- the command ------------------------------------------------------------------------
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flattr_host", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=60)
+
+
+def test_cli_firefox_with_home(tmp_path: Path) -> None:
+    env = {"FLATTR_HOST_HOME": str(tmp_path / "data")}
+    done = run_cli("install", "--browser", "firefox", "--home", str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr
+    manifest = tmp_path / ".mozilla/native-messaging-hosts" / inst.MANIFEST_NAME
+    assert json.loads(manifest.read_text())["allowed_extensions"] == [FIREFOX_EXTENSION_ID]
+    assert f"installed firefox  {manifest}" in done.stdout
+    again = run_cli("install", "--browser", "firefox", "--home", str(tmp_path), env=env)
+    assert "unchanged" in again.stdout
+    gone = run_cli("uninstall", "--browser", "firefox", "--home", str(tmp_path), env=env)
+    assert f"removed {manifest}" in gone.stdout and not manifest.exists()
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    done = run_cli("install", "--browser", "chrome", "--system", "--user-data-dir",
+                   str(tmp_path), env={"FLATTR_HOST_HOME": str(tmp_path / "d")})
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "do not go together" in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write system folders")
+def test_cli_system_without_root_says_what_to_do(tmp_path: Path) -> None:
+    done = run_cli("install", "--browser", "chromium", "--system",
+                   env={"FLATTR_HOST_HOME": str(tmp_path / "d")})
+    assert done.returncode == 1 and "sudo" in done.stderr
+
+
+def test_manifest_and_launcher_modes(tmp_path: Path) -> None:
+    [done] = inst.install("edge", linux(tmp_path), data_home=tmp_path / "d")
+    assert stat.S_IMODE(done.manifest.stat().st_mode) == 0o644
+    assert stat.S_IMODE(done.launcher.stat().st_mode) == 0o755
