@@ -88,9 +88,13 @@ def parse_payload(payload: bytes) -> dict[str, Any]:
     return value
 
 
+# One encoder for every frame: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(message: dict[str, Any], limit: int = OUTBOUND_LIMIT) -> bytes:
     """Encode ``message`` as one frame; raise :class:`FrameTooLarge` over ``limit``."""
-    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = _ENCODER.encode(message).encode("utf-8")
     if len(data) > limit:
         raise FrameTooLarge(len(data), limit)
     return HEADER.pack(len(data)) + data

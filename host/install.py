@@ -485,10 +485,37 @@ def launcher_script(python: str, environment: Mapping[str, str], browser: str = 
         lines = [f'if [ -z "${{{k}:-}}" ]; then {k}={shlex.quote(v)}; export {k}; fi'
                  for k, v in environment.items()]
         python_arg = shlex.quote(python)
-        text = _template("launcher.sh")
+        text = _template("launcher.sh").replace("@BOOT@", shlex.quote(bootstrap_code()))
     text = (text.replace("@VERSION@", __version__).replace("@BROWSER@", browser)
             .replace("@ENVIRONMENT@", "\n".join(lines)).replace("@PYTHON@", python_arg))
     return text.replace("\n", "\r\n") if windows else text
+
+
+def bootstrap_code() -> str:
+    """Python for ``python -S -c``: import ``flattr_host`` without ``site``.
+
+    Start-up is the host's main cost (docs/performance.md): ``site`` and an editable
+    install's import hook take ~10 ms before the first line of the host runs. The
+    launcher skips them with ``-S``; this code puts the interpreter's site-packages
+    on ``sys.path`` (for the lazily imported ``cryptography``) and registers the
+    package from its folder, wherever it is installed, then runs the CLI.
+    """
+    import sysconfig
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    paths = sysconfig.get_paths()
+    sites = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    # Double quotes only (JSON strings are Python strings): the shell launcher wraps
+    # the whole program in single quotes.
+    return (
+        "import sys;"
+        f"sys.path.extend({json.dumps(sites)});"
+        f"p={json.dumps(package)};"
+        'm=type(sys)("flattr_host");m.__path__=[p];m.__file__=p+"/__init__.py";'
+        'm.__package__="flattr_host";sys.modules["flattr_host"]=m;'
+        'exec(compile(open(m.__file__,"rb").read(),m.__file__,"exec"),m.__dict__);'
+        "from flattr_host.cli import main;sys.exit(main())"
+    )
 
 
 def flatpak_wrapper(host_launcher: Path, app: str, browser: str) -> str:

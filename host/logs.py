@@ -84,6 +84,7 @@ class Logger:
         self._component = component
         self._secrets: set[str] = set()
         self._listeners: list[Any] = []
+        self._held: list[bytes] | None = None
         if self._dir is not None:
             os.makedirs(self._dir, mode=0o700, exist_ok=True)
 
@@ -95,6 +96,17 @@ class Logger:
         """Scrub ``secret`` from every later line (tokens seen by the host)."""
         if len(secret) >= 4:
             self._secrets.add(secret)
+
+    def hold(self) -> None:
+        """Keep lines in memory until :meth:`release` (start-up: reply first, log after)."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Write the held lines, in order, in one locked append."""
+        held, self._held = self._held, None
+        if held:
+            self._append(b"".join(held))
 
     def add_listener(self, listener: Any) -> None:
         """Call ``listener(record)`` for each record written (the live inspector)."""
@@ -165,6 +177,13 @@ class Logger:
         if self._dir is None:
             return
         data = (line + "\n").encode("utf-8")
+        if self._held is not None:
+            self._held.append(data)
+            return
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        assert self._dir is not None
         try:
             lock_fd = os.open(os.path.join(self._dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:

@@ -8,6 +8,8 @@ I/O.
 
 from __future__ import annotations
 
+import re
+
 from flattr_host.errors import RequestError
 from flattr_host.values import Value
 
@@ -20,6 +22,17 @@ MAX_TOKEN_CHARS = 4096
 MAX_URL_BYTES = 8192
 MAX_URLS_PER_REQUEST = 1000
 MAX_LABEL_CHARS = 128
+
+# One regex scan instead of a Python loop per character: the check is on the hot
+# path of every `flattr` request (docs/performance.md, durable enqueue). ``re`` is
+# loaded anyway by ``json``.
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# A lower-case http(s) URL with a plain host name, optional port, no spaces or
+# controls: valid by every rule of check_url, so urlsplit can be skipped for it.
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?#][^\x00-\x20\x7f]*)?\Z"
+)
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -163,11 +176,11 @@ def check_token(value: object) -> str:
         raise _FieldError(
             f"field 'accessToken' of {len(value)} characters must have 1 to {MAX_TOKEN_CHARS}"
         )
-    for index, char in enumerate(value):
-        if not "\x21" <= char <= "\x7e":
-            raise _FieldError(
-                f"field 'accessToken' must be visible ASCII; character {index} is not"
-            )
+    bad = _NOT_VISIBLE_ASCII.search(value)
+    if bad is not None:
+        raise _FieldError(
+            f"field 'accessToken' must be visible ASCII; character {bad.start()} is not"
+        )
     return value
 
 
@@ -186,9 +199,14 @@ def check_url(url: object, field: str) -> str:
     """Validate one URL to flattr: absolute http(s) with a host, at most 8 KiB."""
     if not isinstance(url, str):
         raise _FieldError(f"field '{field}' must be a string, got {_type_name(url)}")
-    size = len(url.encode("utf-8", "surrogatepass"))
-    if size > MAX_URL_BYTES:
-        raise _FieldError(f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}")
+    if len(url) > MAX_URL_BYTES // 4:  # else even 4 bytes per character fit the limit
+        size = len(url.encode("utf-8", "surrogatepass"))
+        if size > MAX_URL_BYTES:
+            raise _FieldError(
+                f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}"
+            )
+    if _PLAIN_HTTP_URL.match(url):
+        return url  # the common shape, accepted without the general parser below
     from urllib.parse import urlsplit  # loaded on the first flattr, not at start-up
 
     try:
@@ -200,7 +218,7 @@ def check_url(url: object, field: str) -> str:
         raise _FieldError(f"field '{field}' must be an http or https URL")
     if not host:
         raise _FieldError(f"field '{field}' must name a host")
-    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+    if _SPACE_OR_CONTROL.search(url):
         raise _FieldError(f"field '{field}' must not contain spaces or control characters")
     return url
 
@@ -216,14 +234,17 @@ def _flattr(message: dict[str, Any]) -> FlattrUrls:
     return FlattrUrls(tuple(check_url(url, f"urls[{i}]") for i, url in enumerate(urls)))
 
 
+# Types without fields share one immutable body.
+_GET_STATE, _SIGN_OUT, _FLUSH = GetState(), SignOut(), Flush()
+
 _PARSERS: dict[str, Any] = {
     "hello": _hello,
-    "get-state": lambda _m: GetState(),
+    "get-state": lambda _m: _GET_STATE,
     "set-token": _set_token,
     "set-subscription": _set_subscription,
-    "sign-out": lambda _m: SignOut(),
+    "sign-out": lambda _m: _SIGN_OUT,
     "flattr": _flattr,
-    "flush": lambda _m: Flush(),
+    "flush": lambda _m: _FLUSH,
 }
 
 #: Every request type the host understands.

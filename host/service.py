@@ -12,7 +12,7 @@ import time
 from flattr_host import PROTOCOL_VERSION, __version__
 from flattr_host import messages as m
 from flattr_host.queue import Queue
-from flattr_host.state import SignedOut, StateStore, SubscriptionSet, TokenStored
+from flattr_host.state import SignedOut, Snapshot, StateStore, SubscriptionSet, TokenStored
 from flattr_host.token_store import TokenStore
 
 TYPE_CHECKING = False
@@ -30,10 +30,19 @@ if TYPE_CHECKING:
         def wake(self, debounce: bool = False) -> None: ...
 
 
+_READ_ONLY = (m.GetState, m.Hello)
+
+#: How long a cached state is trusted without asking SQLite whether anything changed.
+RECHECK_S = 0.05
+
+
 def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
-    """The protocol's State object (docs/protocol.md#state)."""
-    snapshot = states.read()
-    counts = queue.counts()
+    """The protocol's State object (docs/protocol.md#state), read from the store."""
+    return render_state(states.read(), queue.counts(), now)
+
+
+def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict[str, Any]:
+    """The State object from a snapshot and queue counts; pure (time-dependent pause)."""
     paused = snapshot.paused(now)
     next_at: float | None
     if paused in ("signed_out", "subscription_inactive") or not counts["pending"]:
@@ -74,6 +83,10 @@ class Service:
         self._emit_state = emit_state
         self._waker = waker
         self._clock = clock
+        self._store = store
+        self._cached: tuple[int, Snapshot, dict[str, Any]] | None = None
+        self._checked_at = 0.0
+        self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
         self.tokens = TokenStore(store, config.key_path, log)
         self.states = StateStore(store, self.tokens)
         self.queue = Queue(store)
@@ -88,10 +101,40 @@ class Service:
         }
 
     def state(self) -> dict[str, Any]:
-        return build_state(self.states, self.queue, self._clock())
+        """The current State, re-read only when the store changed.
+
+        ``PRAGMA data_version`` changes when another connection (the submitter
+        thread, another host process) commits; this connection's own writes are
+        handled by dropping the cache in :meth:`handle`. A ``get-state`` then costs
+        one pragma instead of four queries (docs/performance.md, round trip), and
+        within ``RECHECK_S`` of the last check not even that: a change by another
+        process shows within 50 ms, one by this process's submitter at once
+        (:meth:`invalidate`).
+        """
+        now = self._clock()
+        cached = self._cached
+        if cached is None or now - self._checked_at > RECHECK_S or now < self._checked_at:
+            version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
+            self._checked_at = now
+            if cached is None or cached[0] != version:
+                cached = self._cached = (version, self.states.read(), self.queue.counts())
+                self._rendered = None
+        snapshot = cached[1]
+        if snapshot.rate_limited_until is not None and now < snapshot.rate_limited_until:
+            return render_state(snapshot, cached[2], now)  # the pause depends on the time
+        if self._rendered is None:
+            self._rendered = render_state(snapshot, cached[2], now)
+        return self._rendered
+
+    def invalidate(self) -> None:
+        """Forget the cached state (the submitter thread changed the store)."""
+        self._cached = None
+        self._rendered = None
 
     def handle(self, request: m.Request) -> dict[str, Any]:
         """The result of ``request``; raises RequestError for a protocol error."""
+        if not isinstance(request.body, _READ_ONLY):
+            self.invalidate()  # this request may write through our own connection
         return self._handlers[type(request.body)](request.body)
 
     def _changed(self, wake: bool = False, debounce: bool = False) -> None:

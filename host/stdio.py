@@ -56,6 +56,7 @@ class FrameWriter:
     def __init__(self, fd: int, log: Logger) -> None:
         self._fd = fd
         self._log = log
+        self._debug = log.enabled("debug")
         self._lock = allocate_lock()  # threading costs ~1 ms to import; this is the same lock
         self._last_state: dict[str, Any] | None = None
         self.broken = False
@@ -74,7 +75,7 @@ class FrameWriter:
             self._log.error("reply not sent: too large for the browser", error=str(exc),
                             id=message.get("id"))
             data = framing.encode(m.error(message.get("id"), m.INTERNAL, "internal error"))
-        if self._log.enabled("debug"):
+        if self._debug:
             self._log.debug("frame out", message=redact(message))
         with self._lock:
             if self.broken:
@@ -113,14 +114,19 @@ def run(args: list[str]) -> int:
         sys.stderr.write(f"flattr-host: {exc}\n")
         return EXIT_FATAL
     log = Logger(config.log_dir, config.log_level, config.log_max_bytes, config.log_backups)
+    log.hold()  # written after the first reply (or at exit): the reply goes first
     try:
         caller = caller_mod.identify(args, config.allowed_extensions)
     except CallerRefused as exc:
         log.error("caller refused", reason=str(exc))
+        log.release()
         return EXIT_REFUSED
     log.info("started", caller=caller.family, extension_id=caller.extension_id,
              home=str(config.home))
-    return Loop(config, log, frames_fd).run()
+    try:
+        return Loop(config, log, frames_fd).run()
+    finally:
+        log.release()
 
 
 class Loop:
@@ -132,6 +138,7 @@ class Loop:
         self._log = log
         self._in_fd = in_fd
         self._writer = FrameWriter(frames_fd, log)
+        self._debug = log.enabled("debug")
         self._handling = False
         self._terminate = False
         self._submitter: Any = None
@@ -180,6 +187,7 @@ class Loop:
         def on_change(store: Any, tokens: Any, queue: Any) -> None:
             from flattr_host.state import StateStore
 
+            self._service.invalidate()
             self._writer.state(build_state(StateStore(store, tokens), queue, time.time()))
 
         self._submitter = Submitter(self._config, self._log, on_change)
@@ -199,6 +207,7 @@ class Loop:
         first = True
         while not self._terminate and not self._writer.broken:
             if first and self._submitter is None and not _readable(self._in_fd, IDLE_START_S):
+                self._log.release()
                 self._start_submitter()
             data = os.read(self._in_fd, READ_SIZE)
             if not data:
@@ -222,6 +231,7 @@ class Loop:
                     self._handling = False
             if first and payloads:
                 first = False
+                self._log.release()
                 self._start_submitter()
                 # -- live inspector hook (issue 7; owner: install/doctor/logs) ---------
                 # Only when enabled, and only after the first reply: asyncio and
@@ -241,7 +251,7 @@ class Loop:
         try:
             message = framing.parse_payload(payload)
             request_id = m.read_id(message)
-            if self._log.enabled("debug"):
+            if self._debug:
                 self._log.debug("frame in", message=redact(message))
             request = m.parse_request(message)
             result = self._service.handle(request)

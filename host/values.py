@@ -21,6 +21,10 @@ class Value:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = self.__slots__
+        if not kwargs and len(args) == len(names):  # the common case, kept fast
+            for name, value in zip(names, args, strict=True):
+                object.__setattr__(self, name, value)
+            return
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__} takes {len(names)} fields, got {len(args)}")
         values = dict(zip(names, args, strict=False))

@@ -4,4 +4,6 @@
 # the interpreter is fixed here by absolute path, and the settings below are the
 # ones in force at install time (an environment variable set by the browser wins).
 @ENVIRONMENT@
-exec @PYTHON@ -c 'import sys; from flattr_host.cli import main; sys.exit(main())' "$@"
+# -S skips site.py and the .pth files (an editable install's import hook alone costs
+# ~10 ms); the one-line bootstrap registers the package and site-packages itself.
+exec @PYTHON@ -S -c @BOOT@ "$@"

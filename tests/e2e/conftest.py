@@ -129,6 +129,20 @@ class FlattrPage:
             text for kind, text in self.console if kind == "warning" and "flattr-companion" in text
         ]
 
+    def wait_warning(self, words: str, timeout: int = WAIT_MS) -> None:
+        """Wait for a flattr-companion console warning containing ``words``.
+
+        Console messages are delivered asynchronously; in the sync API they are only
+        dispatched while a Playwright call runs, so checking the list first and then
+        waiting for the event cannot miss one."""
+        if any(words in text for text in self.warnings()):
+            return
+        self.page.wait_for_event(
+            "console",
+            predicate=lambda message: "flattr-companion" in message.text and words in message.text,
+            timeout=timeout,
+        )
+
     def screenshot(self, name: str, selector: str | None = None) -> Path:
         """Save a PNG to test-artifacts/ (of one element when ``selector`` is given)."""
         ARTIFACTS.mkdir(exist_ok=True)

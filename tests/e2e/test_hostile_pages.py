@@ -172,6 +172,8 @@ def test_malformed_details_are_ignored_and_logged(
     assert len(page.events("flattr-authenticate")) == 1
     assert page.events("flattr-authenticated") == []
 
+    # Console messages arrive in order: once the last one is in, all are.
+    page.wait_warning(MALFORMED[-1][2])
     warnings = page.warnings()
     assert any("without a preceding flattr-trigger" in w for w in warnings), warnings
     for name, _detail, reason in MALFORMED:

@@ -143,3 +143,40 @@ def test_reschedule_pending_makes_backed_off_items_due(queue: Queue) -> None:
     queue.release(batch, 1000.0, "http 503", 0.0)
     assert queue.reschedule_pending(5.0) == 1
     assert queue.claim("me", 5.0, 10, 10) is not None
+
+
+def test_trigger_counts_match_a_full_count(queue: Queue, store: Store) -> None:
+    queue.enqueue(URLS, now=0.0)
+    batch = queue.claim("me", 0.0, 10, 2)
+    assert batch is not None
+    queue.fail(batch, "x", 1.0)
+    batch = queue.claim("me", 1.0, 10, 1)
+    assert batch is not None
+    queue.complete(batch, {}, 2.0)
+    queue.clear_failed()
+    full = dict(store.conn.execute("SELECT status, COUNT(*) FROM queue GROUP BY status"))
+    counts = queue.counts()
+    for status in ("pending", "in_flight", "done", "failed", "expired"):
+        assert counts[status] == full.get(status, 0), status
+    assert (counts["pending"], counts["done"], counts["failed"]) == (2, 1, 0)
+
+
+def test_migration_counts_existing_rows(tmp_path: object, log: object) -> None:
+    """A store created before the counts table gets correct counts when migrated."""
+    import sqlite3
+    from pathlib import Path
+
+    from flattr_host import store as store_mod
+
+    path = Path(str(tmp_path)) / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in store_mod.split_statements(store_mod.MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO queue (url, status, created_at, updated_at) "
+                 "VALUES ('https://a/', 'pending', 0, 0), ('https://b/', 'failed', 0, 0)")
+    conn.close()
+    with store_mod.Store(path, log) as migrated:  # type: ignore[arg-type]
+        counts = Queue(migrated).counts()
+    assert (counts["pending"], counts["failed"], counts["done"]) == (1, 1, 0)
