@@ -80,6 +80,25 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE queue_counts SET n = n + 1 WHERE status = NEW.status;
     END;
     """,
+    # Attention counters (issue 9, docs/attention.md#storage). One row per normalized
+    # URL; the columns are PageCounter.to_record()'s keys plus updated_at (epoch s,
+    # for pruning). Sites the user opted in. "Count every site" and the clear
+    # generation live in kv ('attention_count_all', 'attention_generation').
+    """
+    CREATE TABLE attention_page (
+        url TEXT PRIMARY KEY,
+        attention_s REAL NOT NULL CHECK (attention_s >= 0),
+        audio_s REAL NOT NULL CHECK (audio_s >= 0),
+        is_audio INTEGER NOT NULL CHECK (is_audio IN (0, 1)),
+        next_index INTEGER NOT NULL CHECK (next_index >= 0),
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX attention_page_updated ON attention_page (updated_at);
+    CREATE TABLE attention_site (
+        site TEXT PRIMARY KEY,
+        enabled_at REAL NOT NULL
+    );
+    """,
 )
 
 

@@ -155,6 +155,19 @@ def python_echo_command() -> Command:
     )
 
 
+def python_echo_nosite_command() -> Command:
+    """The same echo host with ``python -S``: the floor for a Python host.
+
+    The host's launcher runs ``python -S`` too (docs/performance.md), so this is the
+    strict comparison; the plain echo host is what a typical Python host costs.
+    """
+    script = BASELINES / "echo_host.py"
+    return Command(
+        "echo host (Python -S)", (sys.executable, "-S", str(script), ORIGIN), BASELINES,
+        f"-S {script}",
+    )
+
+
 def c_echo_command(ws: Workspace) -> tuple[Command | None, str]:
     """The C echo host compiled with the system compiler, or None and why not."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")

@@ -45,6 +45,7 @@ __all__ = [
     "BidiTimeoutError",
     "Channel",
     "RemoteReference",
+    "Route",
     "deserialize",
     "serialize",
 ]
@@ -55,6 +56,8 @@ EVENT_BACKLOG_LIMIT = 10_000
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
+# Called in the client's event loop for every event of one method; may send commands.
+EventHandler = Callable[["BidiEvent", "AsyncBidiClient"], Coroutine[Any, Any, None]]
 
 
 class BidiError(Exception):
@@ -103,6 +106,16 @@ class Channel:
     """A script.ChannelValue argument: calls to it in page script emit script.message."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """A canned response for requests to one URL (see :meth:`BidiSession.route`)."""
+
+    url: str
+    body: str
+    status: int = 200
+    content_type: str = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,10 @@ class AsyncBidiClient:
         )
         self._event_added = asyncio.Condition()
         self._closed_reason: str | None = None
+        # method -> handlers run as tasks instead of buffering (they must answer
+        # while a blocking command, e.g. a navigation, is still pending).
+        self._handlers: dict[str, list[EventHandler]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -253,7 +270,15 @@ class AsyncBidiClient:
     def _dispatch(self, msg: JsonDict) -> None:
         msg_id = msg.get("id")
         if msg.get("type") == "event":
-            self._events.append(BidiEvent(str(msg.get("method")), msg.get("params") or {}))
+            event = BidiEvent(str(msg.get("method")), msg.get("params") or {})
+            handlers = self._handlers.get(event.method)
+            if handlers:
+                for handler in handlers:
+                    task = asyncio.get_running_loop().create_task(handler(event, self))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                return
+            self._events.append(event)
             asyncio.get_running_loop().create_task(self._notify())
             return
         if isinstance(msg_id, int) and msg_id in self._pending:
@@ -322,6 +347,15 @@ class AsyncBidiClient:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._event_added.wait(), remaining)
 
+    def add_handler(self, method: str, handler: EventHandler) -> None:
+        """Run `handler` for every later `method` event (those are then not buffered)."""
+        self._handlers.setdefault(method, []).append(handler)
+
+    def remove_handler(self, method: str, handler: EventHandler) -> None:
+        """Undo :meth:`add_handler`; unknown handlers are ignored."""
+        with contextlib.suppress(ValueError):
+            self._handlers.get(method, []).remove(handler)
+
     def drain_events(self, method: str | None = None) -> list[BidiEvent]:
         """Remove and return buffered events (all, or those named `method`)."""
         taken = [e for e in self._events if method is None or e.method == method]
@@ -353,6 +387,8 @@ class BidiSession:
         self.timeout = timeout
         self.session_id: str | None = None
         self.capabilities: JsonDict = {}
+        self._routes: dict[str, EventHandler] = {}
+        self._network_subscribed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="bidi-loop", daemon=True
@@ -455,6 +491,61 @@ class BidiSession:
         async def take() -> list[BidiEvent]:
             return self._client.drain_events(method)
         return self._run(take(), self.timeout)
+
+    # network
+
+    def route(self, routes: Sequence[Route], timeout: float | None = None) -> str:
+        """Answer requests to these exact URLs with canned responses, without any
+        network traffic (network.addIntercept at beforeRequestSent, then
+        network.provideResponse from an event handler, so a pending navigation
+        cannot deadlock the caller). Other requests continue untouched. Returns the
+        intercept id for :meth:`unroute`. Requires no subscription of the caller."""
+        by_url = {r.url: r for r in routes}
+        intercept = str(self.send(
+            "network.addIntercept",
+            {"phases": ["beforeRequestSent"],
+             "urlPatterns": [{"type": "string", "pattern": url} for url in by_url]},
+            timeout,
+        )["intercept"])
+
+        async def answer(event: BidiEvent, client: AsyncBidiClient) -> None:
+            params = event.params
+            if not params.get("isBlocked") or intercept not in (params.get("intercepts") or []):
+                return
+            request = params["request"]
+            found = by_url.get(str(request.get("url")))
+            with contextlib.suppress(BidiError):
+                if found is None:
+                    await client.send("network.continueRequest", {"request": request["request"]})
+                    return
+                await client.send("network.provideResponse", {
+                    "request": request["request"],
+                    "statusCode": found.status,
+                    "reasonPhrase": "OK" if found.status == 200 else "Canned",
+                    "headers": [{"name": "Content-Type",
+                                 "value": {"type": "string", "value": found.content_type}}],
+                    "body": {"type": "string", "value": found.body},
+                })
+
+        self._routes[intercept] = answer
+        self._run(self._add_handler("network.beforeRequestSent", answer), self.timeout)
+        if not self._network_subscribed:
+            self.subscribe(["network.beforeRequestSent"], timeout=timeout)
+            self._network_subscribed = True
+        return intercept
+
+    def unroute(self, intercept: str, timeout: float | None = None) -> None:
+        """Remove an intercept made by :meth:`route`."""
+        handler = self._routes.pop(intercept, None)
+        if handler is not None:
+            self._run(self._remove_handler("network.beforeRequestSent", handler), self.timeout)
+        self.send("network.removeIntercept", {"intercept": intercept}, timeout)
+
+    async def _add_handler(self, method: str, handler: EventHandler) -> None:
+        self._client.add_handler(method, handler)
+
+    async def _remove_handler(self, method: str, handler: EventHandler) -> None:
+        self._client.remove_handler(method, handler)
 
     # webExtension
 

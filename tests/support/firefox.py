@@ -48,6 +48,7 @@ __all__ = [
     "Firefox",
     "FirefoxLaunchError",
     "cert_fingerprint",
+    "extension_uuid_prefs",
     "fetch_leaf_der",
     "find_firefox",
     "firefox_skip_reason",
@@ -169,6 +170,13 @@ def proxy_prefs(port: int) -> dict[str, Pref]:
         "network.proxy.no_proxies_on": "",
         "network.proxy.socks_remote_dns": False,
     }
+
+
+def extension_uuid_prefs(uuids: Mapping[str, str]) -> dict[str, Pref]:
+    """Fix the internal UUID of add-ons ({gecko id: uuid}), so their pages have a
+    known moz-extension://UUID/ address. Firefox otherwise picks a random UUID per
+    profile and install (pref `extensions.webextensions.uuids`, read at install)."""
+    return {"extensions.webextensions.uuids": json.dumps(dict(uuids))}
 
 
 def write_user_js(profile: Path, prefs: Mapping[str, Pref]) -> Path:
@@ -432,6 +440,7 @@ def launch_firefox(
     native_manifests: Path | None = None,
     env: Mapping[str, str] | None = None,
     executable: str | None = None,
+    system_access: bool = False,
     start_timeout: float = 45.0,
     command_timeout: float = DEFAULT_TIMEOUT,
 ) -> Iterator[Firefox]:
@@ -448,6 +457,10 @@ def launch_firefox(
       The host installer's `--home DIR` output is found there.
     - `native_manifests`: a folder of host manifests copied into HOME.
     - `env`: extra environment for Firefox and the native hosts it starts.
+    - `system_access`: start with `--remote-allow-system-access`, which lets BiDi
+      navigate a tab to the add-on's own pages (moz-extension://UUID/...; refused
+      otherwise with "not allowed in this context"). Pin the UUID with
+      :func:`extension_uuid_prefs`.
     """
     exe = executable or find_firefox()
     if exe is None:
@@ -473,6 +486,8 @@ def launch_firefox(
         exe, "--headless", "--no-remote", "--profile", str(profile),
         "--remote-debugging-port=0", "about:blank",
     ]
+    if system_access:
+        argv.insert(-1, "--remote-allow-system-access")
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
