@@ -41,8 +41,19 @@ def _tool(args: list[str]) -> int:
     except FlattrHostError as exc:
         sys.stderr.write(f"flattr-host: {exc}\n")
         return 1
+    except OSError as exc:  # a folder we cannot write, a missing file, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.stderr.write(f"flattr-host: {exc.strerror or exc}{where}\n")
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        import sqlite3
+
+        if isinstance(exc, sqlite3.Error):  # e.g. the store is locked by a stuck process
+            sys.stderr.write(f"flattr-host: the store cannot be used: {exc}\n")
+            return 1
+        raise
 
 
 def _parser() -> Any:

@@ -37,6 +37,10 @@ from flattr_host.token_store import TokenStore
 #: Debounce: wait at most this many times the submit delay after the first new flattr.
 DEBOUNCE_MAX_FACTOR = 5.0
 
+#: Retention runs at start-up and then at most this often (a host can live for days
+#: while the browser stays open); it is also the longest the thread ever sleeps.
+HOUSEKEEPING_S = 3600.0
+
 
 class Submitter:
     """Delivers the queue in the background until :meth:`stop`."""
@@ -64,6 +68,7 @@ class Submitter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._renew_queue: Queue | None = None
+        self._last_housekeeping = 0.0
 
     # --- called from the message loop --------------------------------------------
     def start(self) -> None:
@@ -117,16 +122,20 @@ class Submitter:
             self._log.exception("submitter stopped by an internal error", exc)
 
     def _startup(self, store: Store, tokens: TokenStore, queue: Queue) -> None:
+        expired = self._housekeeping(queue)
+        # Decrypt once now (off the hello path) so a broken token shows up early.
+        if (tokens.present() and tokens.load() is None) or expired:
+            self._on_change(store, tokens, queue)
+
+    def _housekeeping(self, queue: Queue) -> int:
+        """Prune done items and expire old pending ones; returns how many expired."""
         now = self._clock()
+        self._last_housekeeping = now
         pruned, expired = queue.prune(now, self._config.done_retention_s,
                                       self._config.pending_expiry_s)
         if pruned or expired:
             self._log.info("queue pruned", done_pruned=pruned, pending_expired=expired)
-        # Decrypt once now (off the hello path) so a broken token shows up early.
-        if tokens.present() and tokens.load() is None:
-            self._on_change(store, tokens, queue)
-        elif expired:
-            self._on_change(store, tokens, queue)
+        return expired
 
     def _wait_time(self, states: StateStore, queue: Queue, now: float) -> float | None:
         """Seconds to sleep before the next look, None for "until woken", 0 for "now"."""
@@ -154,9 +163,13 @@ class Submitter:
                 if self._debounce_until is not None and now >= self._debounce_until:
                     self._debounce_until = None
                     self._debounce_first = None
+                if now - self._last_housekeeping >= HOUSEKEEPING_S and self._housekeeping(queue):
+                    self._on_change(store, tokens, queue)
                 wait = self._wait_time(states, queue, now)
                 if wait == 0:
                     break
+                if wait is None or wait > HOUSEKEEPING_S:
+                    wait = HOUSEKEEPING_S
                 self._log.debug("submitter sleeping", seconds=wait)
                 self._cond.wait(wait)  # a notify or the due time: look again
         self._deliver_once(store, tokens, states, queue, client)

@@ -106,7 +106,8 @@
     "flattr-subscription": onSubscription,
   };
 
-  /** The extension was disabled, reloaded or removed: say so and stop listening. */
+  /** The extension was disabled, reloaded or removed: say so and stop listening.
+   *  Chromium runs this (port onDisconnect); in Firefox content/watchdog.js does. */
   function uninstall() {
     if (gone) return;
     gone = true;
@@ -136,6 +137,14 @@
       else uninstall();
     });
   }
+
+  // Answer content/watchdog.js (page world) synchronously. Firefox discards this
+  // script on removal without running any of it, so the missing answer is the only
+  // signal there (docs/firefox.md). Kept after uninstall() so the watchdog stays
+  // quiet once this script has reported removal itself (Chromium).
+  document.addEventListener("flattr-companion-ping", () => {
+    document.dispatchEvent(new CustomEvent("flattr-companion-pong"));
+  });
 
   // Identification (document 000): sessionStorage first, so the page's own scripts
   // see it from their first line; the event once the page's scripts have had the

@@ -48,7 +48,6 @@ __all__ = [
     "Firefox",
     "FirefoxLaunchError",
     "cert_fingerprint",
-    "extension_uuid_prefs",
     "fetch_leaf_der",
     "find_firefox",
     "firefox_skip_reason",
@@ -170,13 +169,6 @@ def proxy_prefs(port: int) -> dict[str, Pref]:
         "network.proxy.no_proxies_on": "",
         "network.proxy.socks_remote_dns": False,
     }
-
-
-def extension_uuid_prefs(uuids: Mapping[str, str]) -> dict[str, Pref]:
-    """Fix the internal UUID of add-ons ({gecko id: uuid}), so their pages have a
-    known moz-extension://UUID/ address. Firefox otherwise picks a random UUID per
-    profile and install (pref `extensions.webextensions.uuids`, read at install)."""
-    return {"extensions.webextensions.uuids": json.dumps(dict(uuids))}
 
 
 def write_user_js(profile: Path, prefs: Mapping[str, Pref]) -> Path:
@@ -359,6 +351,22 @@ class Firefox:
         """Temporary install of an unpacked extension folder; returns its id."""
         return self.bidi.install_extension(str(path.resolve()))
 
+    def extension_base_url(self, addon_id: str) -> str:
+        """moz-extension://<UUID>/ of an installed add-on. The UUID is random per
+        install, so it is read from the browser's chrome scope (WebExtensionPolicy);
+        needs `launch_firefox(system_access=True)`."""
+        tree = self.bidi.send("browsingContext.getTree", {"moz:scope": "chrome", "maxDepth": 0})
+        chrome = [c for c in tree["contexts"] if c.get("moz:scope") == "chrome"]
+        if not chrome:
+            raise BidiError("no chrome-scope context: launch with system_access=True")
+        host = self.bidi.evaluate(
+            f"WebExtensionPolicy.getByID({json.dumps(addon_id)})?.mozExtensionHostname",
+            str(chrome[0]["context"]),
+        )
+        if not isinstance(host, str):
+            raise BidiError(f"add-on {addon_id!r} is not installed")
+        return f"moz-extension://{host}/"
+
 
 def _tail(path: Path, limit: int) -> str:
     try:
@@ -459,8 +467,8 @@ def launch_firefox(
     - `env`: extra environment for Firefox and the native hosts it starts.
     - `system_access`: start with `--remote-allow-system-access`, which lets BiDi
       navigate a tab to the add-on's own pages (moz-extension://UUID/...; refused
-      otherwise with "not allowed in this context"). Pin the UUID with
-      :func:`extension_uuid_prefs`.
+      otherwise with "not allowed in this context") and read chrome-scope values
+      such as an add-on's UUID (:meth:`Firefox.extension_base_url`).
     """
     exe = executable or find_firefox()
     if exe is None:
