@@ -107,6 +107,7 @@ async function sendHello(port) {
     link.attempts = 0;
     setStatus({ phase: "ready", problem: null, host: result.host || null, state: result.state || null });
     for (const waiter of link.readyWaiters.splice(0)) waiter.resolve();
+    setAttention(result.attention, true);
   } catch (error) {
     if (link.port !== port) return;
     console.warn("flattr: hello failed:", error.code, error.message);
@@ -122,6 +123,7 @@ async function sendHello(port) {
 }
 
 function onLinkDown(reason) {
+  stopHeartbeat();
   const { phase, problem } = classifyDisconnect(reason);
   console.warn("flattr: native host unavailable:", reason);
   for (const [id, entry] of link.pending) {
@@ -365,8 +367,27 @@ async function handlePopupMessage(message) {
     case "popup-flattr": {
       const checked = FlattrValidate.flattrUrl(message.url);
       if (!checked.ok) return { ok: false, error: { code: "invalid_request", message: checked.reason } };
-      const result = await request("flattr", { urls: [checked.value] });
+      // manual: the host also counts it as reaching the page's next attention threshold.
+      const result = await request("flattr", { urls: [checked.value], manual: true });
       refreshState().catch(() => {});
+      return { ok: true, result };
+    }
+    case "popup-attention-page": {
+      if (typeof message.url !== "string") return { ok: false, error: { code: "invalid_request", message: "url must be a string" } };
+      return { ok: true, result: await request("attention-page", { url: message.url }) };
+    }
+    case "popup-attention-site": {
+      if (typeof message.site !== "string" || typeof message.enabled !== "boolean") {
+        return { ok: false, error: { code: "invalid_request", message: "site must be a string and enabled a boolean" } };
+      }
+      const result = await request("attention-site", { site: message.site, enabled: message.enabled });
+      setAttention(result, false);
+      return { ok: true, result };
+    }
+    case "popup-attention-count-all": {
+      if (typeof message.enabled !== "boolean") return { ok: false, error: { code: "invalid_request", message: "enabled must be a boolean" } };
+      const result = await request("attention-count-all", { enabled: message.enabled });
+      setAttention(result, false);
       return { ok: true, result };
     }
     default:
@@ -393,7 +414,10 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
 chrome.runtime.onConnect.addListener((port) => {
   if (port.name === "popup" && isPopupSender(port.sender)) {
     popupPorts.add(port);
-    port.onDisconnect.addListener(() => popupPorts.delete(port));
+    port.onDisconnect.addListener(() => {
+      popupPorts.delete(port);
+      refreshFocus(); // the popup closed: focus is back in a window (or elsewhere)
+    });
     port.postMessage({ kind: "status", status: statusSnapshot() });
     if (!link.port) {
       // The user is looking: retry now instead of waiting for the backoff.
@@ -414,6 +438,176 @@ chrome.runtime.onConnect.addListener((port) => {
 
 chrome.tabs.onRemoved.addListener((tabId) => {
   signInTabIds.delete(tabId);
+  relayTabClosed(tabId);
 });
+
+// ---------------------------------------------------------------------------
+// Attention signals (issue 9, docs/protocol.md#attention). The host decides what to
+// flattr; the worker only relays browser events, and only while the host says some
+// site counts (`attention.active`): by default no URL is sent for attention at all.
+// Incognito tabs are relayed with `url: null`. The one timer here is the heartbeat:
+// it reads chrome.idle and relays `activity` at the cadence the host asked for.
+// ---------------------------------------------------------------------------
+const IDLE_DETECTION_S = 15; // Chrome's minimum; matches the 15 s activity window
+const MAX_SIGNALS_PER_FRAME = 100;
+const attention = {
+  active: false,
+  heartbeatMs: 10000,
+  heartbeatTimer: null,
+  pending: [],
+  flushQueued: false,
+  focus: undefined, // the last window-focus relayed (null: no browser window has focus)
+};
+
+/** Apply the host's `{active, heartbeatMs}` (hello, or a settings reply). */
+function setAttention(info, connected) {
+  if (!info || typeof info !== "object") return;
+  const wasActive = attention.active;
+  attention.active = info.active === true;
+  if (Number.isSafeInteger(info.heartbeatMs) && info.heartbeatMs >= 10) attention.heartbeatMs = info.heartbeatMs;
+  if (attention.active && (connected || !wasActive)) {
+    sendSnapshot().catch((error) => console.warn("flattr: attention snapshot failed:", error && error.message));
+    startHeartbeat();
+  } else if (!attention.active) {
+    stopHeartbeat();
+    if (wasActive) relay({ signal: "reset" }, true); // the host forgets the tabs it was told about
+  }
+}
+
+function startHeartbeat() {
+  stopHeartbeat();
+  attention.heartbeatTimer = setInterval(onHeartbeat, attention.heartbeatMs);
+}
+
+function stopHeartbeat() {
+  if (attention.heartbeatTimer !== null) clearInterval(attention.heartbeatTimer);
+  attention.heartbeatTimer = null;
+}
+
+function onHeartbeat() {
+  refreshFocus();
+  chrome.idle.queryState(IDLE_DETECTION_S).then((state) => {
+    if (state === "active") relay({ signal: "activity" });
+  }, () => {});
+}
+
+/** The focused browser window's id, or null when none has focus. */
+async function focusedWindowId() {
+  const win = await chrome.windows.getLastFocused().catch(() => null);
+  return win && win.focused && isId(win.id) ? win.id : null;
+}
+
+/**
+ * Relay the focus if it differs from the last one relayed. windows.onFocusChanged is
+ * not sent on every platform when focus comes back from the action popup (headless
+ * Chromium sends none), so the heartbeat and the popup closing re-read it.
+ */
+function refreshFocus() {
+  if (!attention.active) return;
+  focusedWindowId().then((windowId) => {
+    if (windowId !== attention.focus) relayFocus(windowId);
+  }, () => {});
+}
+
+function relayFocus(windowId) {
+  attention.focus = windowId;
+  relay({ signal: "window-focus", windowId });
+}
+
+/** Queue a signal; all signals of one task go to the host in one frame, in order. */
+function relay(signal, force = false) {
+  if ((!attention.active && !force) || !link.port || link.status.phase !== "ready") return;
+  attention.pending.push(signal);
+  if (attention.flushQueued) return;
+  attention.flushQueued = true;
+  queueMicrotask(() => {
+    attention.flushQueued = false;
+    while (attention.pending.length) {
+      const signals = attention.pending.splice(0, MAX_SIGNALS_PER_FRAME);
+      request("attention-signals", { signals }).catch((error) => {
+        console.warn("flattr: attention signals not delivered:", error.code, error.message);
+      });
+    }
+  });
+}
+
+function isId(value) {
+  return Number.isSafeInteger(value) && value >= 0;
+}
+
+/** A tab signal; a private tab's URL never leaves the browser. */
+function tabSignal(kind, tab) {
+  if (!tab || !isId(tab.id) || !isId(tab.windowId)) return null;
+  const incognito = tab.incognito === true;
+  const signal = {
+    signal: kind,
+    tabId: tab.id,
+    windowId: tab.windowId,
+    url: incognito || typeof tab.url !== "string" ? null : tab.url,
+    incognito,
+  };
+  if (kind === "audible-changed") {
+    signal.audible = tab.audible === true;
+    signal.muted = !!(tab.mutedInfo && tab.mutedInfo.muted);
+  }
+  return signal;
+}
+
+/** reset, then the browser's current state: sent on (re)connect and on activation. */
+async function sendSnapshot() {
+  const signals = [{ signal: "reset" }];
+  attention.focus = await focusedWindowId();
+  signals.push({ signal: "window-focus", windowId: attention.focus });
+  for (const tab of await chrome.tabs.query({ active: true })) {
+    const signal = tabSignal("tab-activated", tab);
+    if (signal) signals.push(signal);
+  }
+  for (const tab of await chrome.tabs.query({ audible: true })) {
+    const signal = tabSignal("audible-changed", tab);
+    if (signal) signals.push(signal);
+  }
+  signals.push({ signal: "idle", state: await chrome.idle.queryState(IDLE_DETECTION_S) });
+  for (const signal of signals) relay(signal);
+}
+
+function onTabActivated(info) {
+  if (!attention.active) return;
+  chrome.tabs.get(info.tabId).then((tab) => {
+    const signal = tabSignal("tab-activated", tab);
+    if (signal) relay(signal);
+  }, () => {});
+}
+
+function onTabUpdated(tabId, change, tab) {
+  if (!attention.active) return;
+  const kinds = [];
+  if (typeof change.url === "string") kinds.push("url-changed");
+  if (change.status === "complete") kinds.push("load-finished");
+  if ("audible" in change || "mutedInfo" in change) kinds.push("audible-changed");
+  for (const kind of kinds) {
+    const signal = tabSignal(kind, tab);
+    if (signal) relay(signal);
+  }
+}
+
+function relayTabClosed(tabId) {
+  if (isId(tabId)) relay({ signal: "tab-closed", tabId });
+}
+
+function onWindowFocusChanged(windowId) {
+  if (!attention.active) return;
+  relayFocus(windowId === chrome.windows.WINDOW_ID_NONE || !isId(windowId) ? null : windowId);
+}
+
+/** chrome.idle.onStateChanged; the e2e suite calls it to stand in for a real idle user. */
+function onIdleStateChanged(state) {
+  if (state === "active" || state === "idle" || state === "locked") relay({ signal: "idle", state });
+}
+
+chrome.tabs.onActivated.addListener(onTabActivated);
+chrome.tabs.onUpdated.addListener(onTabUpdated);
+chrome.windows.onFocusChanged.addListener(onWindowFocusChanged);
+chrome.idle.setDetectionInterval(IDLE_DETECTION_S);
+chrome.idle.onStateChanged.addListener(onIdleStateChanged);
 
 connect();

@@ -31,6 +31,7 @@ from flattr_host.attention import (
     AudibleChanged,
     Decision,
     IdleChanged,
+    IdleState,
     LoadFinished,
     ManualFlattr,
     PageCounter,
@@ -45,29 +46,15 @@ from flattr_host.attention import (
     WindowFocusChanged,
     parse_scale,
 )
-from flattr_host.errors import RequestError
 from flattr_host.logs import Logger
-from flattr_host.messages import INVALID_REQUEST, AttentionSignal
+from flattr_host.messages import AttentionSignal
 from flattr_host.queue import Queue
 from flattr_host.store import Store, _Transaction
-from flattr_host.urlnorm import UrlError, normalize, site_of
+from flattr_host.urlnorm import UrlError, normalize
 
 #: Counters not updated for this long are deleted (config ``attention_max_age_s``).
 DEFAULT_MAX_AGE_S = 90 * 86400.0
 PRUNE_EVERY_S = 86400.0
-#: The extension's heartbeat at scale 1: well inside the 15 s activity window.
-HEARTBEAT_S = 10.0
-MIN_HEARTBEAT_MS = 50
-
-
-def heartbeat_ms(scale: float) -> int:
-    """How often the extension relays ``activity`` while the user is active.
-
-    Scaled like the activity window, so the window stays open between heartbeats
-    with ``FLATTR_ATTENTION_SCALE`` too. Light: used by ``hello``.
-    """
-    return max(MIN_HEARTBEAT_MS, round(HEARTBEAT_S * scale * 1000))
-
 
 def to_signal(spec: AttentionSignal, at: float) -> Signal:
     """The engine's signal for a validated protocol signal, stamped ``at``."""
@@ -91,28 +78,14 @@ def to_signal(spec: AttentionSignal, at: float) -> Signal:
     if kind == "window-focus":
         return WindowFocusChanged(at=at, window_id=spec.window_id)
     if kind == "idle":
-        assert spec.state in ("active", "idle", "locked")
-        return IdleChanged(at=at, state=spec.state)
+        state: IdleState = "active" if spec.state == "active" else (
+            "locked" if spec.state == "locked" else "idle")
+        return IdleChanged(at=at, state=state)
     if kind == "activity":
         return UserActivity(at=at)
     if kind == "reset":
         return Reset(at=at)
     raise ValueError(f"unknown signal kind {kind!r}")  # the parser lets none through
-
-
-def canonical_site(site: str) -> str:
-    """``site`` if it is a site key as :func:`~flattr_host.urlnorm.site_of` gives them.
-
-    Raises RequestError (``invalid_request``) otherwise: the popup only ever sends
-    the ``site`` the host gave it in ``attention-page``.
-    """
-    for scheme in ("https", "http"):
-        try:
-            if site_of(f"{scheme}://{site}/") == site:
-                return site
-        except UrlError:
-            continue
-    raise RequestError(INVALID_REQUEST, f"field 'site' is not a site key: {site[:64]!r}")
 
 
 class _InTransaction(Store):
@@ -123,7 +96,8 @@ class _InTransaction(Store):
     own is opened.
     """
 
-    def __init__(self, conn: Any) -> None:  # noqa: D107 - deliberately no Store.__init__
+    def __init__(self, conn: Any) -> None:
+        # Deliberately not Store.__init__: it would open another connection.
         self.conn = conn
 
     def write(self) -> _Transaction:
@@ -250,8 +224,7 @@ class AttentionService:
             return self._settings()
 
     def set_site(self, site: str, enabled: bool) -> dict[str, Any]:
-        """Opt ``site`` (a key from ``attention-page``) in or out."""
-        canonical_site(site)
+        """Opt ``site`` (a key from ``attention-page``, checked by the parser) in or out."""
         with self._cond:
             with self._store.write() as conn:
                 rows.set_site(conn, site, enabled, self._wall())
@@ -309,12 +282,13 @@ class AttentionService:
             status = self._engine.status(url)
         except UrlError:
             return {"countable": False}
-        count_all, _sites = self._policy_parts()
+        count_all, sites = self._policy_parts()
         return {
             "countable": True,
             "url": status.url,
             "site": status.site,
             "counted": status.counted,
+            "siteEnabled": status.site in sites,
             "countAll": count_all,
             "attention": round(status.attention, 3),
             "audio": round(status.audio, 3),
@@ -330,7 +304,7 @@ class AttentionService:
     def _settings(self) -> dict[str, Any]:
         count_all, sites = self._policy_parts()
         return {"countAll": count_all, "sites": sites, "active": count_all or bool(sites),
-                "heartbeatMs": heartbeat_ms(self._scale)}
+                "heartbeatMs": rows.heartbeat_ms(self._scale)}
 
     def _reload_policy(self) -> dict[str, Any]:
         count_all, sites = self._policy_parts()
@@ -338,7 +312,7 @@ class AttentionService:
         self._commit(decisions)
         self._cond.notify_all()
         return {"countAll": count_all, "sites": sites, "active": count_all or bool(sites),
-                "heartbeatMs": heartbeat_ms(self._scale)}
+                "heartbeatMs": rows.heartbeat_ms(self._scale)}
 
     def _tick_locked(self) -> int:
         now = self._mono()

@@ -27,6 +27,25 @@ GENERATION_KEY = "attention_generation"
 COLUMNS = ("url", "attention_s", "audio_s", "is_audio", "next_index")
 
 
+#: The extension's heartbeat at scale 1: well inside the 15 s activity window.
+HEARTBEAT_S = 10.0
+MIN_HEARTBEAT_MS = 50
+
+
+def heartbeat_ms(scale: float) -> int:
+    """How often the extension relays ``activity`` while the user is active.
+
+    Scaled like the activity window, so the window stays open between heartbeats
+    with ``FLATTR_ATTENTION_SCALE`` too.
+    """
+    return max(MIN_HEARTBEAT_MS, round(HEARTBEAT_S * scale * 1000))
+
+
+def relay(conn: sqlite3.Connection, scale: float) -> dict[str, Any]:
+    """What the extension needs to relay signals: ``{active, heartbeatMs}`` (hello)."""
+    return {"active": is_active(conn), "heartbeatMs": heartbeat_ms(scale)}
+
+
 def is_active(conn: sqlite3.Connection) -> bool:
     """True when any site counts (a site opted in, or "count every site").
 

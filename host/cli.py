@@ -3,7 +3,7 @@
 With a browser's arguments (``chrome-extension://ID/``, or Firefox's manifest path
 and add-on id) it runs the message loop without loading ``argparse``; otherwise it
 is a tool for people: ``install``, ``uninstall``, ``doctor``, ``logs``, ``inspect``,
-``status``, ``queue``.
+``status``, ``queue``, ``attention``.
 Errors to the user are one line on stderr and a non-zero exit, no traceback.
 """
 
@@ -122,6 +122,19 @@ def _parser() -> Any:
     qclear = qsub.add_parser("clear", help="delete failed items")
     qclear.add_argument("--failed", action="store_true", required=True)
     qclear.set_defaults(func=_queue_clear)
+
+    # -- attention (issue 9) --------------------------------------------------------------
+    attention = sub.add_parser("attention", help="attention counters (browsing history)")
+    asub = attention.add_subparsers(metavar="ACTION")
+    alist = asub.add_parser("list", help="list counted pages (shows URLs) and opted-in sites")
+    alist.add_argument("--json", action="store_true", help="machine-readable output")
+    alist.set_defaults(func=_attention_list)
+    aclear = asub.add_parser("clear", help="delete attention counters (all by default)")
+    which = aclear.add_mutually_exclusive_group()
+    which.add_argument("--site", help="only the pages of this site (e.g. blog.example)")
+    which.add_argument("--url", help="only this page (normalized first)")
+    aclear.set_defaults(func=_attention_clear)
+    # -- end of attention parsers ---------------------------------------------------------
     return parser
 
 
@@ -286,4 +299,56 @@ def _queue_clear(_options: Any) -> int:
     with store:
         count = Queue(store).clear_failed()
     print(f"deleted {count} failed items")
+    return 0
+
+
+# -- attention handlers (issue 9) -------------------------------------------------------
+
+def _attention_list(options: Any) -> int:
+    import json
+
+    from flattr_host import attention_store
+    from flattr_host.attention import threshold_at
+
+    _config, _log, store = _open()
+    with store, store.read() as conn:
+        count_all, sites = attention_store.read_settings(conn)
+        pages = attention_store.load_counters(conn)
+    for page in pages:
+        page["is_audio"] = bool(page["is_audio"])
+        page["next_threshold_s"] = threshold_at(page["next_index"], page["is_audio"])
+    if options.json:
+        print(json.dumps({"count_all": count_all, "sites": sites, "pages": pages}, indent=2))
+        return 0
+    print(f"count every site  {'yes' if count_all else 'no'}")
+    print(f"sites             {', '.join(sites) if sites else '(none)'}")
+    if not pages:
+        print("no counted pages")
+    for page in pages:
+        kind = "audio " if page["is_audio"] else ""
+        print(f"{page['attention_s']:>9.1f} s  next {kind}flattr at "
+              f"{page['next_threshold_s']:.0f} s  flattrs {page['next_index']:>3}  {page['url']}")
+    return 0
+
+
+def _attention_clear(options: Any) -> int:
+    from flattr_host import attention_store
+    from flattr_host.errors import FlattrHostError
+    from flattr_host.urlnorm import UrlError, normalize, site_of
+
+    _config, _log, store = _open()
+    with store, store.write() as conn:
+        urls: list[str] | None = None
+        if options.url is not None:
+            try:
+                urls = [normalize(options.url)]
+            except UrlError as exc:
+                raise FlattrHostError(f"--url: {exc}") from None
+        elif options.site is not None:
+            site = options.site.lower().removeprefix("www.")
+            urls = [row["url"] for row in attention_store.load_counters(conn)
+                    if site_of(row["url"]) == site]
+        gone = attention_store.delete_counters(conn, urls)
+    # A running host sees the new generation on its next write and forgets them too.
+    print(f"deleted {len(gone)} attention counters")
     return 0

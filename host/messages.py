@@ -79,6 +79,60 @@ class Flush(Value):
     __slots__ = ()
 
 
+# -- attention (issue 9, docs/protocol.md#attention) ---------------------------------
+# Light values only: the engine (dataclasses) is imported by the service on the first
+# attention request, never on the hello path.
+
+
+class FlattrManual(Value):
+    """``flattr`` with ``manual: true``: the user's "Flattr this page" (one URL)."""
+
+    __slots__ = ("url",)
+    url: str
+
+
+class AttentionSignal(Value):
+    """One relayed browser signal; fields a kind does not have are None."""
+
+    __slots__ = ("kind", "tab_id", "window_id", "url", "incognito", "audible", "muted", "state")
+    kind: str
+    tab_id: int | None
+    window_id: int | None
+    url: str | None
+    incognito: bool | None
+    audible: bool | None
+    muted: bool | None
+    state: str | None
+
+
+class AttentionSignals(Value):
+    __slots__ = ("signals",)
+    signals: tuple[AttentionSignal, ...]
+
+
+class AttentionPage(Value):
+    __slots__ = ("url",)
+    url: str
+
+
+class AttentionSettings(Value):
+    __slots__ = ()
+
+
+class AttentionSite(Value):
+    __slots__ = ("site", "enabled")
+    site: str
+    enabled: bool
+
+
+class AttentionCountAll(Value):
+    __slots__ = ("enabled",)
+    enabled: bool
+
+
+# -- end of attention values ----------------------------------------------------------
+
+
 class Request(Value):
     __slots__ = ("id", "type", "body")
     id: int
@@ -223,8 +277,16 @@ def check_url(url: object, field: str) -> str:
     return url
 
 
-def _flattr(message: dict[str, Any]) -> FlattrUrls:
+def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:
+    manual = message.get("manual", False)
+    if not isinstance(manual, bool):
+        raise _FieldError(f"field 'manual' must be a boolean, got {_type_name(manual)}")
     urls = message.get("urls")
+    if manual:
+        if not isinstance(urls, list) or len(urls) != 1:
+            got = f"{len(urls)} items" if isinstance(urls, list) else _type_name(urls)
+            raise _FieldError(f"field 'urls' must hold exactly 1 URL with 'manual', got {got}")
+        return FlattrManual(check_url(urls[0], "urls[0]"))
     if not isinstance(urls, list):
         raise _FieldError(f"field 'urls' must be a list, got {_type_name(urls)}")
     if not 1 <= len(urls) <= MAX_URLS_PER_REQUEST:
@@ -234,8 +296,123 @@ def _flattr(message: dict[str, Any]) -> FlattrUrls:
     return FlattrUrls(tuple(check_url(url, f"urls[{i}]") for i, url in enumerate(urls)))
 
 
+# -- attention parsers (issue 9) ---------------------------------------------------------
+MAX_SIGNALS = 100
+MAX_SITE_CHARS = 262  # a 253-character host name, ':' and a port
+_TAB_SIGNALS = ("tab-activated", "url-changed", "load-finished", "audible-changed")
+_SIGNAL_KINDS = (*_TAB_SIGNALS, "tab-closed", "window-focus", "idle", "activity", "reset")
+_IDLE_STATES = ("active", "idle", "locked")
+
+
+def _any_url(value: object, field: str) -> str:
+    """A page URL as the browser reports it: any string of at most 8 KiB.
+
+    Not-http(s) URLs (chrome:, about:, file:) are accepted and never counted.
+    """
+    if not isinstance(value, str):
+        raise _FieldError(f"field '{field}' must be a string, got {_type_name(value)}")
+    if len(value) > MAX_URL_BYTES // 4:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_URL_BYTES:
+            raise _FieldError(f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}")
+    return value
+
+
+def _int_id(value: object, field: str, nullable: bool = False) -> int | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        rule = "an integer from 0 to " + str(MAX_ID) + (" or null" if nullable else "")
+        raise _FieldError(f"field '{field}' must be {rule}, got {_type_name(value)}")
+    return value
+
+
+def _bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise _FieldError(f"field '{field}' must be a boolean, got {_type_name(value)}")
+    return value
+
+
+def _signal(item: object, where: str) -> AttentionSignal:
+    if not isinstance(item, dict):
+        raise _FieldError(f"field '{where}' must be an object, got {_type_name(item)}")
+    kind = item.get("signal")
+    if kind not in _SIGNAL_KINDS:
+        shown = repr(kind[:64]) if isinstance(kind, str) else _type_name(kind)
+        raise _FieldError(f"field '{where}.signal' must be one of {', '.join(_SIGNAL_KINDS)}, "
+                          f"got {shown}")
+    tab_id = window_id = None
+    url = state = None
+    incognito = audible = muted = None
+    if kind in _TAB_SIGNALS:
+        tab_id = _int_id(item.get("tabId"), f"{where}.tabId")
+        window_id = _int_id(item.get("windowId"), f"{where}.windowId")
+        incognito = _bool(item.get("incognito"), f"{where}.incognito")
+        raw_url = item.get("url")
+        url = None if raw_url is None else _any_url(raw_url, f"{where}.url")
+        if incognito:
+            url = None  # a private URL is never kept, not even in a parsed request
+        if kind == "audible-changed":
+            audible = _bool(item.get("audible"), f"{where}.audible")
+            muted = _bool(item.get("muted"), f"{where}.muted")
+    elif kind == "tab-closed":
+        tab_id = _int_id(item.get("tabId"), f"{where}.tabId")
+    elif kind == "window-focus":
+        if "windowId" not in item:
+            raise _FieldError(f"field '{where}.windowId' is missing (null means no window)")
+        window_id = _int_id(item["windowId"], f"{where}.windowId", nullable=True)
+    elif kind == "idle":
+        state = item.get("state")
+        if state not in _IDLE_STATES:
+            raise _FieldError(f"field '{where}.state' must be one of {', '.join(_IDLE_STATES)}, "
+                              f"got {_type_name(state)}")
+    return AttentionSignal(kind, tab_id, window_id, url, incognito, audible, muted, state)
+
+
+def _attention_signals(message: dict[str, Any]) -> AttentionSignals:
+    signals = message.get("signals")
+    if not isinstance(signals, list):
+        raise _FieldError(f"field 'signals' must be a list, got {_type_name(signals)}")
+    if not 1 <= len(signals) <= MAX_SIGNALS:
+        raise _FieldError(
+            f"field 'signals' holds {len(signals)} items; it must hold 1 to {MAX_SIGNALS}"
+        )
+    return AttentionSignals(tuple(_signal(s, f"signals[{i}]") for i, s in enumerate(signals)))
+
+
+def _attention_page(message: dict[str, Any]) -> AttentionPage:
+    return AttentionPage(_any_url(message.get("url"), "url"))
+
+
+def _attention_site(message: dict[str, Any]) -> AttentionSite:
+    site = message.get("site")
+    if not isinstance(site, str) or not 1 <= len(site) <= MAX_SITE_CHARS:
+        raise _FieldError(
+            f"field 'site' must be a string of 1 to {MAX_SITE_CHARS} characters, "
+            f"got {_type_name(site)}" + (f" of {len(site)}" if isinstance(site, str) else "")
+        )
+    from flattr_host.urlnorm import UrlError, site_of  # not on the hello path
+
+    # Only the keys the host hands out in attention-page (urlnorm.site_of) are valid.
+    for scheme in ("https", "http"):
+        try:
+            if site_of(f"{scheme}://{site}/") == site:
+                return AttentionSite(site, _bool(message.get("enabled"), "enabled"))
+        except UrlError:
+            continue
+    raise _FieldError(f"field 'site' is not a site key (host without 'www.', lower case, "
+                      f"optional port): {site[:64]!r}")
+
+
+def _attention_count_all(message: dict[str, Any]) -> AttentionCountAll:
+    return AttentionCountAll(_bool(message.get("enabled"), "enabled"))
+
+
+# -- end of attention parsers ---------------------------------------------------------
+
 # Types without fields share one immutable body.
 _GET_STATE, _SIGN_OUT, _FLUSH = GetState(), SignOut(), Flush()
+_ATTENTION_SETTINGS = AttentionSettings()
 
 _PARSERS: dict[str, Any] = {
     "hello": _hello,
@@ -245,6 +422,12 @@ _PARSERS: dict[str, Any] = {
     "sign-out": lambda _m: _SIGN_OUT,
     "flattr": _flattr,
     "flush": lambda _m: _FLUSH,
+    # attention (issue 9)
+    "attention-signals": _attention_signals,
+    "attention-page": _attention_page,
+    "attention-settings": lambda _m: _ATTENTION_SETTINGS,
+    "attention-site": _attention_site,
+    "attention-count-all": _attention_count_all,
 }
 
 #: Every request type the host understands.

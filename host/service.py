@@ -98,7 +98,17 @@ class Service:
             m.SignOut: self._sign_out,
             m.FlattrUrls: self._flattr,
             m.Flush: self._flush,
+            # attention (issue 9): the engine is imported on the first of these
+            m.FlattrManual: self._flattr_manual,
+            m.AttentionSignals: self._attention_signals,
+            m.AttentionPage: lambda body: self._attention_service().page(body.url),
+            m.AttentionSettings: lambda _body: self._attention_service().settings(),
+            m.AttentionSite: lambda body: self._attention_service().set_site(body.site,
+                                                                             body.enabled),
+            m.AttentionCountAll: lambda body: self._attention_service().set_count_all(
+                body.enabled),
         }
+        self._attention: Any = None  # AttentionService, made on the first attention request
 
     def state(self) -> dict[str, Any]:
         """The current State, re-read only when the store changed.
@@ -143,10 +153,14 @@ class Service:
             self._waker.wake(debounce=debounce)
 
     def _hello(self, body: m.Hello) -> dict[str, Any]:
+        from flattr_host import attention_store  # plain SQL: the engine is not loaded
+
         self._log.info("hello", extension_id=body.extension_id, version=body.version,
                        build=body.build)
         return {"host": {"version": __version__, "protocol": PROTOCOL_VERSION},
-                "state": self.state()}
+                "state": self.state(),
+                "attention": attention_store.relay(self._store.conn,
+                                                   self._config.attention_scale)}
 
     def _set_token(self, body: m.SetToken) -> dict[str, Any]:
         self._log.add_secret(body.token)
@@ -189,3 +203,38 @@ class Service:
         if self._waker is not None:
             self._waker.wake()
         return self.state()
+
+    # -- attention (issue 9, docs/attention.md) ---------------------------------------
+
+    def _attention_service(self) -> Any:
+        """The host's AttentionService, created (engine imported) on first use."""
+        if self._attention is None:
+            from flattr_host.attention_service import AttentionService
+
+            self._attention = AttentionService.open(self._config, self._log,
+                                                    self._attention_queued)
+        return self._attention
+
+    def _attention_queued(self, _count: int) -> None:
+        """The attention timer queued flattrs (its own thread): deliver them."""
+        self.invalidate()
+        if self._waker is not None:
+            self._waker.wake(debounce=True)
+
+    def _attention_signals(self, body: m.AttentionSignals) -> dict[str, Any]:
+        if self._attention_service().signals(body.signals):
+            self._changed(wake=True, debounce=True)
+        return {}
+
+    def _flattr_manual(self, body: m.FlattrManual) -> dict[str, Any]:
+        queued, page = self._attention_service().manual(body.url)
+        self._log.info("flattrs queued", count=queued, manual=True)
+        self._log.debug("queued urls", urls=[body.url])
+        self._changed(wake=True, debounce=True)
+        return {"queued": queued, "page": page}
+
+    def close(self) -> None:
+        """Save attention and stop its timer (the message loop is shutting down)."""
+        if self._attention is not None:
+            self._attention.close()
+            self._attention = None

@@ -271,6 +271,9 @@ class Loop:
             self._writer.state(state)
 
     def _shutdown(self) -> None:
+        # -- attention hook (issue 9): save accrued attention, stop its timer ----------
+        self._service.close()
+        # -- end of the attention hook ----------------------------------------------------
         if self._submitter is not None:
             clean = self._submitter.stop(self._config.exit_grace_s)
             if not clean:

@@ -142,9 +142,9 @@
   // script on removal without running any of it, so the missing answer is the only
   // signal there (docs/firefox.md). Kept after uninstall() so the watchdog stays
   // quiet once this script has reported removal itself (Chromium).
-  document.addEventListener("flattr-companion-ping", () => {
-    document.dispatchEvent(new CustomEvent("flattr-companion-pong"));
-  });
+  const pong = () => document.dispatchEvent(new CustomEvent("flattr-companion-pong"));
+  document.addEventListener("flattr-companion-ping", pong);
+  pong(); // arms a watchdog that started first
 
   // Identification (document 000): sessionStorage first, so the page's own scripts
   // see it from their first line; the event once the page's scripts have had the

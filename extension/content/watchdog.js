@@ -23,18 +23,18 @@
   const stop = () => clearInterval(timer);
   document.addEventListener(PONG, () => {
     answered = true;
+    armed = true;
   });
   // Whoever reports removal first wins: the content script (Chromium) or us.
   document.addEventListener("flattr-uninstalled", stop, { once: true });
 
+  // Whichever of the two scripts starts second arms the watchdog at once: this ping,
+  // or the content script's first pong.
+  document.dispatchEvent(new CustomEvent(PING));
   timer = setInterval(() => {
     answered = false;
     document.dispatchEvent(new CustomEvent(PING)); // synchronous: pong lands before the next line
-    if (answered) {
-      armed = true;
-      return;
-    }
-    if (!armed) return; // the content script has not started yet
+    if (answered || !armed) return; // alive, or not started yet
     stop();
     try {
       sessionStorage.removeItem("extension");

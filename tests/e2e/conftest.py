@@ -1,22 +1,37 @@
-"""Fixtures for the end-to-end suite: real Chromium, real extension, real host.
+"""Fixtures for the end-to-end suite: real browsers, the real extension, the real host.
 
-Every test gets fresh, isolated parts:
+One set of scenario tests runs in Chromium and in Firefox. A test asks for
+``browser`` and gets a :class:`BrowserDriver`; the ``e2e_browser`` parameter
+("chromium" or "firefox") comes from the ``browsers`` marker (default: Chromium
+only, for the scenarios that need Chromium's toolbar click or extension switches):
 
-- a Chromium profile (``launch_persistent_context``) with the unchanged extension
-  loaded from ``extension/`` (or a packaged copy), ``HOME`` pointed at a temporary
-  folder, and ``https://flattr.com`` / ``https://api.flattr.com`` mapped to the fake
-  site with ``--host-resolver-rules`` (its leaf certificate accepted by SPKI pin);
-- the real host, installed into ``<profile>/NativeMessagingHosts`` by the real
-  ``flattr-host install``, with its own ``FLATTR_HOST_HOME`` and API settings that
-  reach the fake API quickly (backoff near zero; timing is injected, never slept);
-- the session's fake site (``fake_site`` from tests/conftest.py), reset per test.
+    pytestmark = pytest.mark.browsers("chromium", "firefox")
 
-Factories close what they open. Screenshots go to ``test-artifacts/``.
+- **Chromium**: a fresh profile per test (``launch_persistent_context``, ~0.4 s) with
+  the unchanged extension loaded from ``extension/`` (or a packaged copy), ``HOME``
+  pointed at a temporary folder, ``https://flattr.com`` / ``https://api.flattr.com``
+  mapped to the fake site with ``--host-resolver-rules`` (leaf accepted by SPKI pin),
+  the host installed into ``<profile>/NativeMessagingHosts``.
+- **Firefox**: one ``firefox-esr`` per test module (launch ~2 s), driven over
+  WebDriver BiDi (tests/support/bidi.py, docs/firefox.md); ``https://flattr.com``
+  reached through a loopback CONNECT proxy with the fake CA imported into the
+  profile. Each test gets its own host data directory (``flattr-host install
+  --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
+  of the extension (so a fresh background and host process), no cookies, and only
+  its own tabs, routes and preload scripts; all are removed at teardown.
+- The real host with its own ``FLATTR_HOST_HOME`` and API settings that reach the
+  fake API quickly (backoff near zero; timing is injected, never slept).
+- The session's fake site (``fake_site`` from tests/conftest.py), reset per test.
+
+A browser that cannot be found is skipped with the reason, which is also printed in
+the report header. Screenshots go to ``test-artifacts/`` (Firefox's prefixed
+``firefox-``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -34,21 +49,35 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from tests.support.bidi import BidiError, Route
+from tests.support.connect_proxy import ConnectProxy, flattr_map
+from tests.support.firefox import (
+    Firefox,
+    find_firefox,
+    firefox_skip_reason,
+    firefox_version,
+    launch_firefox,
+    native_messaging_dir,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 # FLATTR_E2E_EXTENSION: run the suite against another copy (a packaged build, or a
 # deliberately broken one to see the suite fail).
 EXTENSION_DIR = Path(os.environ.get("FLATTR_E2E_EXTENSION", ROOT / "extension")).resolve()
 EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
+GECKO_ID = "companion@flattr-companion.example"
 CHROMIUM = os.environ.get("FLATTR_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 MANIFEST_VERSION = json.loads((EXTENSION_DIR / "manifest.json").read_text())["version"]
 BUILD_ID = re.search(r'FLATTR_BUILD = "([^"]*)"', (EXTENSION_DIR / "build.js").read_text())[1]
 POPUP_URL = f"chrome-extension://{EXTENSION_ID}/popup/popup.html"
+BROWSERS = ("chromium", "firefox")
 # Timeout for anything the browser should do promptly (milliseconds).
 WAIT_MS = 15_000
 
 # Records every flattr-* event on the page's document, in the page's own world,
-# before any page script runs (Playwright init scripts run first in every frame).
+# before any page script runs (Playwright init scripts and BiDi preload scripts run
+# first in every frame).
 RECORDER_JS = """
 (() => {
   const names = ["flattr-installed", "flattr-uninstalled", "flattr-trigger",
@@ -68,61 +97,236 @@ RECORDER_JS = """
 })();
 """
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that use this suite's browser e2e; skip them when Chromium is
-    missing. Other browser tests in this folder (Firefox) keep their own rules."""
-    skip = None
-    if not os.access(CHROMIUM, os.X_OK):
-        skip = pytest.mark.skip(reason=f"{CHROMIUM} is not installed (make chromium)")
-    for item in items:
-        if {"launch", "browser"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.e2e)
-            if skip is not None:
-                item.add_marker(skip)
+# Firefox: the live-push socket of the fake site (wss://127.0.0.1:PORT/push?ticket=)
+# goes to a closed port instead, so the page sees it close, as Chromium's
+# route_web_socket(... ws.close()) does.
+NO_LIVE_PUSH_JS = """() => {
+  const Native = window.WebSocket;
+  const Blocked = function (url, protocols) {
+    const blocked = String(url).includes("ticket=");
+    return new Native(blocked ? "wss://127.0.0.1:9/blocked" : url, protocols);
+  };
+  Blocked.prototype = Native.prototype;
+  window.WebSocket = Blocked;
+}"""
 
 
 # ---------------------------------------------------------------------------------
-# Pages and popups
+# Which browsers run, and why not
+# ---------------------------------------------------------------------------------
+
+
+def browser_skip_reason(name: str) -> str | None:
+    """Why ``name`` cannot run here (None when it can)."""
+    if name == "chromium":
+        if not os.access(CHROMIUM, os.X_OK):
+            return f"Chromium not found: {CHROMIUM} is not installed (make chromium)"
+        return None
+    return firefox_skip_reason()
+
+
+def browser_version(name: str) -> str:
+    """e.g. "Chromium 156.0.8078.79" / "Mozilla Firefox 153.7.0esr" ("" if unknown)."""
+    exe = CHROMIUM if name == "chromium" else find_firefox()
+    if exe is None or browser_skip_reason(name):
+        return ""
+    try:
+        done = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return lines[-1].split(" built on ")[0].strip() if lines else ""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browsers(*names): run the test in these browsers (chromium, firefox)"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say up front which browsers run and why one is skipped (never silently)."""
+    lines: list[str] = []
+    for name in BROWSERS:
+        reason = browser_skip_reason(name)
+        if name == "firefox" and reason is None:
+            exe = find_firefox()
+            version = firefox_version(exe) if exe else ""
+        else:
+            version = browser_version(name)
+        status = version if reason is None else f"SKIPPED: {reason}"
+        lines.append(f"e2e {name}: {status}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``e2e_browser`` from the closest ``browsers`` marker."""
+    if "e2e_browser" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("browsers")
+    names = marker.args if marker is not None else ("chromium",)
+    unknown = set(names) - set(BROWSERS)
+    assert not unknown, f"unknown browsers {sorted(unknown)}; known: {BROWSERS}"
+    metafunc.parametrize("e2e_browser", names)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark this suite's browser tests e2e; skip those of a missing browser, with the
+    reason. Other browser tests in this folder keep their own rules."""
+    for item in items:
+        if not {"launch", "browser", "e2e_browser"} & set(getattr(item, "fixturenames", ())):
+            continue
+        item.add_marker(pytest.mark.e2e)
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("e2e_browser", "chromium") if callspec else "chromium"
+        reason = browser_skip_reason(name)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+            _SKIPPED_BROWSERS[name] = reason
+
+
+_SKIPPED_BROWSERS: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print why a browser's tests were skipped, even under -q (never silently)."""
+    for name, reason in sorted(_SKIPPED_BROWSERS.items()):
+        terminalreporter.write_line(f"e2e: {name} tests SKIPPED: {reason}", yellow=True)
+
+
+# ---------------------------------------------------------------------------------
+# Pages
 # ---------------------------------------------------------------------------------
 
 
 class FlattrPage:
-    """A tab, with the flattr-* events its document saw."""
+    """A tab, with the flattr-* events its document saw. Browser-neutral: every
+    method is built on :meth:`evaluate` and :meth:`wait_for`, which drivers provide."""
+
+    browser_name = ""
+
+    def __init__(self) -> None:
+        self.console: list[tuple[str, str]] = []
+
+    # -- provided by each browser --
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, expression: str, frame: Any = None) -> Any:
+        """Evaluate a JS expression in the page's own world (promises awaited);
+        return its JSON value."""
+        raise NotImplementedError
+
+    def wait_for(self, js_condition: str, timeout: int = WAIT_MS) -> None:
+        """Wait until the JS expression is truthy (across navigations)."""
+        raise NotImplementedError
+
+    def click(self, selector: str) -> None:
+        raise NotImplementedError
+
+    def fill(self, selector: str, value: str) -> None:
+        raise NotImplementedError
+
+    def frames(self) -> list[Any]:
+        """Child frames (handles for ``frame=``); each has a ``url``."""
+        raise NotImplementedError
+
+    def warnings(self) -> list[str]:
+        """flattr-companion console warnings the page has logged so far."""
+        raise NotImplementedError
+
+    def screenshot(self, name: str, selector: str | None = None) -> Path:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- the same everywhere --
+
+    def events(self, name: str | None = None, frame: Any = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.evaluate("window.__flattrEvents || []", frame) or []
+        return [e for e in found if name is None or e["type"] == name]
+
+    def wait_event(self, name: str, count: int = 1, timeout: int = WAIT_MS) -> dict[str, Any]:
+        """Wait until ``name`` has been seen ``count`` times; return the last one."""
+        self.wait_for(
+            f"(window.__flattrEvents || []).filter((e) => e.type === {json.dumps(name)})"
+            f".length >= {count}",
+            timeout,
+        )
+        return self.events(name)[-1]
+
+    def dispatch(self, name: str, detail_js: str = "null", frame: Any = None) -> None:
+        """Dispatch a CustomEvent from the page's world; ``detail_js`` is a JS expression."""
+        event = f"new CustomEvent({json.dumps(name)}, {{ detail: ({detail_js}) }})"
+        self.evaluate(f"void document.dispatchEvent({event})", frame)
+
+    def session_extension(self) -> str | None:
+        value: str | None = self.evaluate("sessionStorage.getItem('extension')")
+        return value
+
+    def wait_for_selector(self, selector: str, timeout: int = WAIT_MS) -> None:
+        self.wait_for(f"document.querySelector({json.dumps(selector)}) !== null", timeout)
+
+    def wait_for_url(self, url: str, timeout: int = WAIT_MS) -> None:
+        self.wait_for(
+            f"location.href === {json.dumps(url)} && document.readyState !== 'loading'", timeout
+        )
+
+    def text(self, selector: str) -> str:
+        value = self.evaluate(f"document.querySelector({json.dumps(selector)}).textContent")
+        return str(value)
+
+    def attribute(self, selector: str, name: str) -> str | None:
+        value = self.evaluate(
+            f"document.querySelector({json.dumps(selector)}).getAttribute({json.dumps(name)})"
+        )
+        return None if value is None else str(value)
+
+    def wait_warning(self, words: str, timeout: int = WAIT_MS) -> None:
+        """Wait for a flattr-companion console warning containing ``words``."""
+        deadline = time.monotonic() + timeout / 1000
+        while not any(words in text for text in self.warnings()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no warning with {words!r} within {timeout} ms")
+            time.sleep(0.05)
+
+
+class ChromiumPage(FlattrPage):
+    """A Playwright page; ``.page`` stays available to Chromium-only tests."""
+
+    browser_name = "chromium"
 
     def __init__(self, page: Any) -> None:
+        super().__init__()
         self.page = page
-        self.console: list[tuple[str, str]] = []
         page.on("console", lambda message: self.console.append((message.type, message.text)))
 
     @property
     def url(self) -> str:
         return str(self.page.url)
 
-    def events(self, name: str | None = None, frame: Any = None) -> list[dict[str, Any]]:
-        target = frame or self.page
-        found: list[dict[str, Any]] = target.evaluate("window.__flattrEvents || []")
-        return [e for e in found if name is None or e["type"] == name]
+    def evaluate(self, expression: str, frame: Any = None) -> Any:
+        return (frame or self.page).evaluate(expression)
 
-    def wait_event(self, name: str, count: int = 1, timeout: int = WAIT_MS) -> dict[str, Any]:
-        """Wait until ``name`` has been seen ``count`` times; return the last one."""
-        self.page.wait_for_function(
-            "([name, count]) => (window.__flattrEvents || [])"
-            ".filter((e) => e.type === name).length >= count",
-            arg=[name, count],
-            timeout=timeout,
-        )
-        return self.events(name)[-1]
+    def wait_for(self, js_condition: str, timeout: int = WAIT_MS) -> None:
+        self.page.wait_for_function(f"() => {js_condition}", timeout=timeout)
 
-    def dispatch(self, name: str, detail_js: str = "null", frame: Any = None) -> None:
-        """Dispatch a CustomEvent from the page's world; ``detail_js`` is a JS expression."""
-        target = frame or self.page
-        event = f"new CustomEvent({json.dumps(name)}, {{ detail: ({detail_js}) }})"
-        target.evaluate(f"document.dispatchEvent({event})")
+    def click(self, selector: str) -> None:
+        self.page.click(selector)
 
-    def session_extension(self) -> str | None:
-        value: str | None = self.page.evaluate("sessionStorage.getItem('extension')")
-        return value
+    def fill(self, selector: str, value: str) -> None:
+        self.page.fill(selector, value)
+
+    def frames(self) -> list[Any]:
+        return [f for f in self.page.frames if f != self.page.main_frame]
+
+    def wait_for_url(self, url: str, timeout: int = WAIT_MS) -> None:
+        self.page.wait_for_url(url, timeout=timeout)
 
     def warnings(self) -> list[str]:
         return [
@@ -130,9 +334,7 @@ class FlattrPage:
         ]
 
     def wait_warning(self, words: str, timeout: int = WAIT_MS) -> None:
-        """Wait for a flattr-companion console warning containing ``words``.
-
-        Console messages are delivered asynchronously; in the sync API they are only
+        """Console messages are delivered asynchronously; in the sync API they are only
         dispatched while a Playwright call runs, so checking the list first and then
         waiting for the event cannot miss one."""
         if any(words in text for text in self.warnings()):
@@ -152,6 +354,163 @@ class FlattrPage:
         else:
             self.page.screenshot(path=str(path))
         return path
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@dataclass(frozen=True)
+class FirefoxFrame:
+    """A child browsing context of a Firefox tab."""
+
+    context: str
+    url: str
+
+
+class FirefoxPage(FlattrPage):
+    """A Firefox tab (a BiDi browsing context)."""
+
+    browser_name = "firefox"
+
+    def __init__(self, browser: FirefoxBrowser, context: str) -> None:
+        super().__init__()
+        self.browser = browser
+        self.context = context
+
+    @property
+    def url(self) -> str:
+        return str(self.evaluate("location.href"))
+
+    def evaluate(self, expression: str, frame: Any = None) -> Any:
+        target = frame.context if isinstance(frame, FirefoxFrame) else self.context
+        return self.browser.bidi.evaluate(expression, target)
+
+    def wait_for(self, js_condition: str, timeout: int = WAIT_MS) -> None:
+        # Polled from here: a promise inside the page would die with a navigation.
+        deadline = time.monotonic() + timeout / 1000
+        last: Exception | None = None
+        while True:
+            try:
+                if self.evaluate(f"Boolean({js_condition})"):
+                    return
+            except BidiError as error:  # the document is being replaced: try again
+                last = error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{js_condition} not true within {timeout} ms ({last})")
+            time.sleep(0.03)
+
+    def click(self, selector: str) -> None:
+        self.wait_for_selector(selector)
+        self.browser.bidi.evaluate(
+            f"void document.querySelector({json.dumps(selector)}).click()",
+            self.context,
+            user_activation=True,
+        )
+
+    def fill(self, selector: str, value: str) -> None:
+        self.wait_for_selector(selector)
+        self.evaluate(
+            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+            f" el.value = {json.dumps(value)};"
+            " el.dispatchEvent(new Event('input', {bubbles: true})); })()"
+        )
+
+    def frames(self) -> list[Any]:
+        tree = self.browser.bidi.send(
+            "browsingContext.getTree", {"root": self.context, "maxDepth": 1}
+        )["contexts"]
+        children = tree[0].get("children") or [] if tree else []
+        return [FirefoxFrame(str(c["context"]), str(c["url"])) for c in children]
+
+    def warnings(self) -> list[str]:
+        return [
+            text
+            for context, level, text in self.browser.console()
+            if context == self.context and level == "warn" and "flattr-companion" in text
+        ]
+
+    def screenshot(self, name: str, selector: str | None = None) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"firefox-{name}"
+        params: dict[str, Any] = {"context": self.context}
+        if selector:
+            element = self.browser.bidi.evaluate(
+                f"document.querySelector({json.dumps(selector)})", self.context
+            )
+            params["clip"] = {"type": "element", "element": {"sharedId": element.shared_id}}
+        data = self.browser.bidi.send("browsingContext.captureScreenshot", params)["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        with contextlib.suppress(BidiError):
+            self.browser.bidi.close_context(self.context)
+
+
+def log_in(page: FlattrPage, username: str) -> None:
+    """Fill the fake flattr.com login form (seeded and admin-made passwords = username)."""
+    page.wait_for_selector("#login-form")
+    page.fill("#username", username)
+    page.fill("#password", username)
+    page.click("#login-button")
+
+
+def wait_popup(popup: FlattrPage, js_condition: str) -> None:
+    """Wait until ``js_condition`` holds in a popup tab (it re-renders on host events)."""
+    popup.wait_for(
+        f"(() => {{ const $ = (id) => document.getElementById(id); return {js_condition}; }})()"
+    )
+
+
+# ---------------------------------------------------------------------------------
+# Browsers
+# ---------------------------------------------------------------------------------
+
+
+class BrowserDriver:
+    """What a scenario test may do with a browser, the same in Chromium and Firefox."""
+
+    name = ""
+
+    def open(self, url: str) -> FlattrPage:
+        """A new tab at ``url`` (loaded)."""
+        raise NotImplementedError
+
+    def open_routed(self, url: str, body: str) -> FlattrPage:
+        """Open ``url`` served by the test itself (origins the fake site is not)."""
+        raise NotImplementedError
+
+    def route(self, url: str, body: str) -> None:
+        """Serve ``body`` (HTML) for requests to exactly ``url`` from now on."""
+        raise NotImplementedError
+
+    def popup_tab(self) -> FlattrPage:
+        """The popup page opened in a tab: same code, same background port."""
+        raise NotImplementedError
+
+    def flattr_this_page(self, url: str) -> None:
+        """"Flattr this page" for a tab showing ``url``, as close to a user's toolbar
+        click as the browser's automation allows (see each driver)."""
+        raise NotImplementedError
+
+    def block_live_push(self) -> None:
+        """Pages opened from now on get no live push from the fake site."""
+        raise NotImplementedError
+
+    def remove_extension(self) -> None:
+        """Disable (Chromium) / remove (Firefox) the extension, as a user can."""
+        raise NotImplementedError
+
+    def restore_extension(self) -> None:
+        """Undo :meth:`remove_extension`."""
+        raise NotImplementedError
+
+    def background_errors(self) -> list[str] | None:
+        """Uncaught errors in the background (None where it cannot be observed)."""
+        return None
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class ActionPopup:
@@ -245,18 +604,17 @@ class ActionPopup:
             pass
 
 
-# ---------------------------------------------------------------------------------
-# The browser
-# ---------------------------------------------------------------------------------
+ARTICLE = "<!doctype html><title>An article</title><h1>Worth it</h1>"
 
 
-@dataclass
-class ExtensionBrowser:
+@dataclass(eq=False)
+class ExtensionBrowser(BrowserDriver):
     """One running Chromium with the extension; ``close()`` is idempotent."""
 
     context: Any
     profile: Path
     env: dict[str, str]
+    name: str = "chromium"
     _cdp: Any = None
     _pages: list[FlattrPage] = field(default_factory=list)
     closed: bool = False
@@ -282,25 +640,66 @@ class ExtensionBrowser:
         """Give Playwright's event loop a turn (sync API delivers events while waiting)."""
         self.context.pages[0].wait_for_timeout(10) if self.context.pages else time.sleep(0.01)
 
-    def open(self, url: str) -> FlattrPage:
-        page = FlattrPage(self.context.new_page())
+    def open(self, url: str) -> ChromiumPage:
+        page = ChromiumPage(self.context.new_page())
         self._pages.append(page)
         page.page.goto(url)
         return page
 
-    def wrap(self, page: Any) -> FlattrPage:
-        wrapped = FlattrPage(page)
+    def wrap(self, page: Any) -> ChromiumPage:
+        wrapped = ChromiumPage(page)
         self._pages.append(wrapped)
         return wrapped
 
-    def popup_tab(self) -> FlattrPage:
-        """The popup page opened in a tab: same code, same worker port, easy to drive."""
+    def route(self, url: str, body: str) -> None:
+        def fulfill(route: Any) -> None:
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body)
+
+        self.context.route(url, fulfill)
+
+    def open_routed(self, url: str, body: str) -> ChromiumPage:
+        self.route(url, body)
+        return self.open(url)
+
+    def popup_tab(self) -> ChromiumPage:
         popup = self.open(POPUP_URL)
         popup.page.wait_for_selector("#host-status:not([data-phase='connecting'])", timeout=WAIT_MS)
         return popup
 
+    def flattr_this_page(self, url: str) -> None:
+        """The real toolbar click on a tab showing ``url`` (it grants activeTab), then
+        the popup's own "Flattr this page" button."""
+        popup = self.action_popup(self.open_routed(url, ARTICLE))
+        popup.wait_for("!document.getElementById('flattr-page').disabled")
+        popup.click("flattr-page")
+        popup.wait_for("document.getElementById('flattr-page').dataset.done === 'true'")
+        assert popup.text("message") == "Queued this page for flattring."
+        popup.screenshot("popup-flattr-this-page.png")
+        popup.close()
+
+    def block_live_push(self) -> None:
+        self.context.route_web_socket(lambda url: "ticket=" in url, lambda ws: ws.close())
+
+    def _set_enabled(self, enabled: bool) -> None:
+        """What the switch on chrome://extensions does (chrome.management in that page)."""
+        admin = self.context.new_page()
+        try:
+            admin.goto("chrome://extensions")
+            admin.evaluate(
+                f"chrome.management.setEnabled('{EXTENSION_ID}', {str(enabled).lower()})"
+            )
+        finally:
+            admin.close()
+
+    def remove_extension(self) -> None:
+        self._set_enabled(False)
+
+    def restore_extension(self) -> None:
+        self._set_enabled(True)
+
     def action_popup(self, tab: FlattrPage) -> ActionPopup:
         """Click the toolbar button for ``tab`` and return the popup that opened."""
+        assert isinstance(tab, ChromiumPage)
         tab.page.bring_to_front()
         cdp = self.browser_cdp()
         tabs = cdp.send("Target.getTargets", {"filter": [{"type": "tab"}]})["targetInfos"]
@@ -339,6 +738,9 @@ class ExtensionBrowser:
         errors: list[str] = self.worker.evaluate("self.__flattrErrors || []")
         return errors
 
+    def background_errors(self) -> list[str] | None:
+        return self.worker_errors()
+
     def worker_status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.worker.evaluate("JSON.parse(JSON.stringify(link.status))")
         return status
@@ -351,6 +753,110 @@ class ExtensionBrowser:
             self.context.close()
         except Exception:
             pass
+
+
+class FirefoxBrowser(BrowserDriver):
+    """The module's Firefox, set up for one test: the extension freshly installed
+    (temporary add-on), the test's host registered. :meth:`close` removes what the
+    test added (tabs, routes, preload scripts, cookies, the add-on)."""
+
+    name = "firefox"
+
+    def __init__(self, firefox: Firefox, extension: Path = EXTENSION_DIR) -> None:
+        self.firefox = firefox
+        self.bidi = firefox.bidi
+        self.extension = extension
+        self.pages: list[FirefoxPage] = []
+        self.routes: list[str] = []
+        self.preloads: list[str] = []
+        self._console: list[tuple[str, str, str]] = []
+        self.bidi.drain_events("log.entryAdded")
+        self.addon: str | None = None
+        self.restore_extension()
+
+    @property
+    def popup_url(self) -> str:
+        assert self.addon is not None, "the extension is not installed"
+        return self.firefox.extension_base_url(self.addon) + "popup/popup.html"
+
+    def console(self) -> list[tuple[str, str, str]]:
+        """(context, level, text) of console entries so far (BiDi log.entryAdded:
+        content-script messages included)."""
+        for event in self.bidi.drain_events("log.entryAdded"):
+            source = event.params.get("source") or {}
+            self._console.append(
+                (
+                    str(source.get("context")),
+                    str(event.params.get("level")),
+                    str(event.params.get("text")),
+                )
+            )
+        return list(self._console)
+
+    def open(self, url: str) -> FirefoxPage:
+        page = FirefoxPage(self, self.bidi.create_context())
+        self.pages.append(page)
+        self.bidi.navigate(page.context, url)
+        return page
+
+    def route(self, url: str, body: str) -> None:
+        # network.provideResponse: answered inside Firefox, no network traffic.
+        self.routes.append(self.bidi.route([Route(url, body)]))
+
+    def open_routed(self, url: str, body: str) -> FirefoxPage:
+        self.route(url, body)
+        return self.open(url)
+
+    def popup_tab(self) -> FirefoxPage:
+        popup = self.open(self.popup_url)
+        popup.wait_for_selector("#host-status:not([data-phase='connecting'])")
+        return popup
+
+    def flattr_this_page(self, url: str) -> None:
+        """The user opens ``url`` and asks the popup to flattr it.
+
+        BiDi can neither click the toolbar button nor reach the popup panel, and a
+        popup opened in a tab would ask ``tabs.query`` for its own tab. So the
+        popup page, opened in a tab, sends exactly the runtime message its "Flattr
+        this page" button sends for the active tab's URL; the background then checks
+        the sender (the popup page) and relays ``flattr`` to the host as usual."""
+        self.open_routed(url, ARTICLE)
+        popup = self.popup_tab()
+        wait_popup(popup, "!$('flattr-page').disabled")
+        reply = popup.evaluate(
+            f"chrome.runtime.sendMessage({{type: 'popup-flattr', url: {json.dumps(url)}}})"
+        )
+        assert reply["ok"] is True and reply["result"]["queued"] == 1, reply
+
+    def block_live_push(self) -> None:
+        self.preloads.append(self.bidi.add_preload_script(NO_LIVE_PUSH_JS))
+
+    def remove_extension(self) -> None:
+        """webExtension.uninstall: what "Remove" in about:addons does to a temporary
+        add-on (BiDi cannot drive the disable switch)."""
+        if self.addon is not None:
+            self.bidi.uninstall_extension(self.addon)
+            self.addon = None
+
+    def restore_extension(self) -> None:
+        if self.addon is None:
+            self.addon = self.firefox.install_extension(self.extension)
+            assert self.addon == GECKO_ID, self.addon
+
+    def close(self) -> None:
+        for page in self.pages:
+            page.close()
+        for intercept in self.routes:
+            with contextlib.suppress(BidiError):
+                self.bidi.unroute(intercept)
+        for script in self.preloads:
+            with contextlib.suppress(BidiError):
+                self.bidi.send("script.removePreloadScript", {"script": script})
+        with contextlib.suppress(BidiError):
+            self.bidi.send("storage.deleteCookies", {})
+        with contextlib.suppress(BidiError):
+            self.remove_extension()
+        self.pages, self.routes, self.preloads = [], [], []
 
 
 # ---------------------------------------------------------------------------------
@@ -386,6 +892,15 @@ class Host:
         assert done.returncode == 0, done.stderr
         manifest = profile / "NativeMessagingHosts" / "com.flattr.companion.json"
         assert manifest.is_file()
+        return manifest
+
+    def install_firefox(self, home: Path) -> Path:
+        """``flattr-host install --browser firefox --home HOME``: the launcher pins this
+        test's FLATTR_* settings, so a Firefox shared by tests starts this test's host."""
+        done = self.cli("install", "--browser", "firefox", "--home", str(home))
+        assert done.returncode == 0, done.stderr
+        manifest = native_messaging_dir(home) / "com.flattr.companion.json"
+        assert GECKO_ID in json.loads(manifest.read_text())["allowed_extensions"]
         return manifest
 
     def log_lines(self) -> list[dict[str, Any]]:
@@ -631,7 +1146,7 @@ LaunchFn = Callable[..., ExtensionBrowser]
 
 @pytest.fixture
 def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[LaunchFn]:
-    """Factory: ``launch(profile=None, extension=EXTENSION_DIR, install_host=True)``.
+    """Chromium factory: ``launch(profile=None, extension=EXTENSION_DIR, install_host=True)``.
 
     Starts Chromium with the extension; the host is installed into the profile first
     unless ``install_host`` is false. The same ``profile`` can be launched again after
@@ -682,50 +1197,65 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def firefox_session(
+    tmp_path_factory: pytest.TempPathFactory, site_endpoints: Any
+) -> Iterator[Firefox]:
+    """One Firefox for the module: fake site through the CONNECT proxy, the fake CA
+    trusted in the profile, the event recorder preloaded, console entries
+    collected. ``--remote-allow-system-access`` lets tests open the popup page."""
+    endpoints = Site(site_endpoints)
+    base = tmp_path_factory.mktemp("firefox")
+    mapping = flattr_map(urlsplit(endpoints.site).port or 443, urlsplit(endpoints.api).port or 443)
+    with (
+        ConnectProxy(mapping) as proxy,
+        launch_firefox(
+            base,
+            proxy_port=proxy.port,
+            trusted_ca_pem=Path(endpoints.ca).read_bytes(),
+            system_access=True,
+        ) as firefox,
+    ):
+        firefox.bidi.add_preload_script(f"() => {{ {RECORDER_JS} }}")
+        firefox.bidi.subscribe(["log.entryAdded"])
+        # Firefox's own background requests (remote settings, ...) reach the proxy
+        # too and are refused there (proxy.refused): nothing leaves the machine.
+        yield firefox
+
+
 @pytest.fixture
-def browser(launch: LaunchFn) -> ExtensionBrowser:
-    """A browser with the extension and the host installed."""
-    return launch()
+def browser(request: pytest.FixtureRequest, e2e_browser: str, host: Host) -> Iterator[Any]:
+    """A browser with the extension and the host installed (``e2e_browser``)."""
+    if e2e_browser == "chromium":
+        launch: LaunchFn = request.getfixturevalue("launch")
+        yield launch()
+        return
+    firefox: Firefox = request.getfixturevalue("firefox_session")
+    host.install_firefox(firefox.home)
+    driver = FirefoxBrowser(firefox)
+    try:
+        yield driver
+    finally:
+        driver.close()
 
 
-def log_in(page: FlattrPage, username: str) -> None:
-    """Fill the fake flattr.com login form (seeded and admin-made passwords = username)."""
-    page.page.wait_for_selector("#login-form")
-    page.page.fill("#username", username)
-    page.page.fill("#password", username)
-    page.page.click("#login-button")
-
-
-def page_handshake(browser: ExtensionBrowser, username: str) -> tuple[FlattrPage, str]:
+def page_handshake(browser: BrowserDriver, username: str) -> tuple[FlattrPage, str]:
     """Sign in the page way: log in, open /oauth/ext (the page starts the handshake).
 
     Returns the page and the token the page handed over (from its flattr-token event).
     """
     page = browser.open("https://flattr.com/login?next=/oauth/ext")
     log_in(page, username)
-    page.page.wait_for_url("https://flattr.com/oauth/ext")
+    page.wait_for_url("https://flattr.com/oauth/ext")
     answer = page.wait_event("flattr-authenticated")
     assert answer["detail"] == {"authenticated": True}, answer
     token = str(page.events("flattr-token")[-1]["detail"]["accessToken"])
     return page, token
 
 
-def wait_popup(popup: FlattrPage, js_condition: str) -> None:
-    """Wait until ``js_condition`` holds in a popup tab (it re-renders on host events)."""
-    popup.page.wait_for_function(
-        f"() => {{ const $ = (id) => document.getElementById(id); return {js_condition}; }}",
-        timeout=WAIT_MS,
-    )
-
-
-def routed_page(browser: ExtensionBrowser, url: str, body: str) -> FlattrPage:
+def routed_page(browser: BrowserDriver, url: str, body: str) -> FlattrPage:
     """Open ``url`` served by the test itself (for origins the fake site is not)."""
-
-    def fulfill(route: Any) -> None:
-        route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body)
-
-    browser.context.route(url, fulfill)
-    return browser.open(url)
+    return browser.open_routed(url, body)
 
 
 def profile_bytes(profile: Path) -> bytes:

@@ -8,39 +8,30 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import (
     BULK_PATH,
-    ExtensionBrowser,
+    BrowserDriver,
     Host,
     Site,
     bulk_urls,
     page_handshake,
-    routed_page,
     wait_popup,
 )
 
-ARTICLE = "<!doctype html><title>Article</title><p>text</p>"
-
-
-def queue_url(browser: ExtensionBrowser, url: str) -> None:
-    tab = routed_page(browser, url, ARTICLE)
-    popup = browser.action_popup(tab)
-    popup.wait_for("!document.getElementById('flattr-page').disabled")
-    popup.click("flattr-page")
-    popup.wait_for("document.getElementById('flattr-page').dataset.done === 'true'")
-    popup.close()
+pytestmark = pytest.mark.browsers("chromium", "firefox")
 
 
 def test_401_signs_out_keeps_the_queue_and_resumes(
-    browser: ExtensionBrowser, host: Host, site: Site
+    browser: BrowserDriver, host: Host, site: Site
 ) -> None:
     site.create_user("leo", active=True)
     first_page, old_token = page_handshake(browser, "leo")
-    first_page.page.close()
+    first_page.close()
     assert site.revoke("leo") >= 1
     url = "https://blog.example/revoked"
 
-    queue_url(browser, url)
+    browser.flattr_this_page(url)
     (refused,) = site.wait_for(1, server="api", method="POST", path=BULK_PATH)
     assert {k.lower(): v for k, v in refused["headers"].items()}["authorization"] == (
         f"Bearer {old_token}"
@@ -48,8 +39,8 @@ def test_401_signs_out_keeps_the_queue_and_resumes(
 
     watcher = browser.popup_tab()
     wait_popup(watcher, "$('auth').dataset.authenticated === 'false' && !$('sign-in').hidden")
-    assert watcher.page.get_attribute("#queue-paused", "data-paused") == "signed_out"
-    assert watcher.page.text_content("#queue-pending") == "1"
+    assert watcher.attribute("#queue-paused", "data-paused") == "signed_out"
+    assert watcher.text("#queue-pending") == "1"
     watcher.screenshot("popup-signed-out-after-401.png", selector="body")
     state = host.status()
     assert state["authenticated"] is False
@@ -76,18 +67,18 @@ def test_401_signs_out_keeps_the_queue_and_resumes(
 
 
 def test_402_pauses_until_the_subscription_is_active_again(
-    browser: ExtensionBrowser, host: Host, site: Site
+    browser: BrowserDriver, host: Host, site: Site
 ) -> None:
     site.create_user("mia", active=True)
     # Pages get no live push in this test, so the server-side change below reaches
     # the extension only through the API's 402.
-    browser.context.route_web_socket(lambda url: "ticket=" in url, lambda ws: ws.close())
+    browser.block_live_push()
     _page, token = page_handshake(browser, "mia")
     assert site.set_subscription("mia", active=False)["pushed_to"] == 0
     assert host.status()["subscription"] == {"active": True}
     url = "https://music.example/track/3"
 
-    queue_url(browser, url)
+    browser.flattr_this_page(url)
     site.wait_for(1, server="api", method="POST", path=BULK_PATH)
     watcher = browser.popup_tab()
     wait_popup(
@@ -95,7 +86,7 @@ def test_402_pauses_until_the_subscription_is_active_again(
         "$('subscription').dataset.active === 'false'"
         " && $('queue-paused').dataset.paused === 'subscription_inactive'",
     )
-    assert watcher.page.text_content("#queue-pending") == "1"
+    assert watcher.text("#queue-pending") == "1"
     watcher.screenshot("popup-subscription-inactive.png", selector="body")
     state = host.status()
     assert state["authenticated"] is True
@@ -106,7 +97,7 @@ def test_402_pauses_until_the_subscription_is_active_again(
 
     # Re-activation on the settings page: the page tells the extension, the host resumes.
     settings = browser.open("https://flattr.com/settings")
-    settings.page.click("#subscribe")
+    settings.click("#subscribe")
     assert settings.wait_event("flattr-subscription")["detail"] == {
         "subscription": {"active": True}
     }

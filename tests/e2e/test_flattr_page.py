@@ -1,45 +1,37 @@
 """Flattr this page: the popup queues the active tab's URL through the host, and the
 host delivers it to the fake API's bulk endpoint with the right Bearer token; through
-scripted 503s it arrives once; across a browser restart it still arrives."""
+scripted 503s it arrives once; across a browser restart it still arrives.
+
+"Flattr this page" is ``browser.flattr_this_page``: in Chromium the real toolbar
+click and popup button; in Firefox the popup page's own runtime message (BiDi cannot
+click the toolbar; see FirefoxBrowser.flattr_this_page and docs/firefox.md)."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import (
     BULK_PATH,
-    ActionPopup,
+    BrowserDriver,
     ExtensionBrowser,
     Host,
     LaunchFn,
     Site,
     bulk_urls,
     page_handshake,
-    routed_page,
     wait_popup,
 )
 
-ARTICLE = "<!doctype html><title>An article</title><h1>Worth it</h1>"
-
-
-def flattr_from_popup(browser: ExtensionBrowser, url: str) -> ActionPopup:
-    """Open ``url``, click the toolbar button, click "Flattr this page"."""
-    tab = routed_page(browser, url, ARTICLE)
-    popup = browser.action_popup(tab)
-    popup.wait_for("!document.getElementById('flattr-page').disabled")
-    popup.click("flattr-page")
-    popup.wait_for("document.getElementById('flattr-page').dataset.done === 'true'")
-    assert popup.text("message") == "Queued this page for flattring."
-    return popup
+pytestmark = pytest.mark.browsers("chromium", "firefox")
 
 
 def test_flattr_this_page_reaches_the_api(
-    browser: ExtensionBrowser, host: Host, site: Site
+    browser: BrowserDriver, host: Host, site: Site
 ) -> None:
     site.create_user("heidi", active=True)
     _page, token = page_handshake(browser, "heidi")
     url = "https://blog.example/2024/a-post?id=7"
 
-    popup = flattr_from_popup(browser, url)
-    popup.screenshot("popup-flattr-this-page.png")
+    browser.flattr_this_page(url)
     (post,) = site.wait_for(1, server="api", method="POST", path=BULK_PATH)
     headers = {k.lower(): v for k, v in post["headers"].items()}
     assert headers["authorization"] == f"Bearer {token}"
@@ -56,6 +48,7 @@ def test_flattr_this_page_reaches_the_api(
     assert url in site.user_flattr_urls(token)
 
 
+@pytest.mark.browsers("chromium")  # needs the toolbar click's activeTab rules
 def test_not_http_pages_are_refused(browser: ExtensionBrowser, host: Host, site: Site) -> None:
     site.create_user("ivan", active=True)
     page_handshake(browser, "ivan")
@@ -64,18 +57,21 @@ def test_not_http_pages_are_refused(browser: ExtensionBrowser, host: Host, site:
     popup.wait_for("!document.getElementById('flattr-page').disabled")
     popup.click("flattr-page")
     popup.wait_for("document.getElementById('message').textContent !== ''")
-    assert "address is not available" in popup.text("message")
+    # Without the tabs permission the URL is hidden; with it (attention, issue 9)
+    # about:blank is readable and refused as not http(s). Refused either way.
+    message = popup.text("message")
+    assert "address is not available" in message or "Only http and https" in message, message
     # A tab it may read but that is not http(s): the popup page itself, in a tab.
     own = browser.popup_tab()
     wait_popup(own, "!$('flattr-page').disabled")
-    own.page.click("#flattr-page")
+    own.click("#flattr-page")
     wait_popup(own, "$('message').textContent !== ''")
-    assert "Only http and https pages" in own.page.text_content("#message")
+    assert "Only http and https pages" in own.text("#message")
     assert "flattr" not in host.requests()
     assert site.bulk_posts() == []
 
 
-def test_503s_then_success_arrives_once(browser: ExtensionBrowser, host: Host, site: Site) -> None:
+def test_503s_then_success_arrives_once(browser: BrowserDriver, host: Host, site: Site) -> None:
     site.create_user("judy", active=True)
     _page, token = page_handshake(browser, "judy")
     site.script(
@@ -83,7 +79,7 @@ def test_503s_then_success_arrives_once(browser: ExtensionBrowser, host: Host, s
     )
     url = "https://news.example/story"
 
-    flattr_from_popup(browser, url)
+    browser.flattr_this_page(url)
     posts = site.wait_for(3, server="api", method="POST", path=BULK_PATH)
     watcher = browser.popup_tab()
     wait_popup(
@@ -100,6 +96,7 @@ def test_503s_then_success_arrives_once(browser: ExtensionBrowser, host: Host, s
     assert state["queue"]["pending"] == 0 and state["queue"]["failed"] == 0
 
 
+@pytest.mark.browsers("chromium")  # restarts the browser on the same profile
 def test_browser_restart_keeps_the_queue(launch: LaunchFn, host: Host, site: Site) -> None:
     site.create_user("kim", active=True)
     browser = launch()
@@ -107,7 +104,7 @@ def test_browser_restart_keeps_the_queue(launch: LaunchFn, host: Host, site: Sit
     # The API fails until the browser has been closed and opened again.
     site.script("POST", BULK_PATH, [{"status": 503}] * 50)
     url = "https://podcast.example/episode/12"
-    flattr_from_popup(browser, url)
+    browser.flattr_this_page(url)
     site.wait_for(1, server="api", method="POST", path=BULK_PATH)
     browser.close()
 

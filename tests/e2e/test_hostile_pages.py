@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ExtensionBrowser, FlattrPage, Host, routed_page
+from conftest import BrowserDriver, FlattrPage, Host, routed_page
+
+pytestmark = pytest.mark.browsers("chromium", "firefox")
 
 TRIGGER = "{action: 'authentication'}"
 TOKEN = "{accessToken: 'hostile-token-123', subscription: {active: true}}"
@@ -25,7 +27,7 @@ def host_request_types(host: Host) -> list[str]:
     return [kind for kind in host.requests() if kind not in ("hello", "get-state")]
 
 
-def control_handshake(browser: ExtensionBrowser) -> FlattrPage:
+def control_handshake(browser: BrowserDriver) -> FlattrPage:
     """A valid trigger on https://flattr.com is answered: the extension was alive."""
     page = browser.open("https://flattr.com/")
     page.wait_event("flattr-installed")
@@ -46,10 +48,9 @@ def control_handshake(browser: ExtensionBrowser) -> FlattrPage:
     ],
 )
 def test_other_origins_get_nothing(
-    browser: ExtensionBrowser, host: Host, site: Any, url: str
+    browser: BrowserDriver, host: Host, site: Any, url: str
 ) -> None:
     page = routed_page(browser, url, PLAIN)
-    page.page.wait_for_load_state("domcontentloaded")
     assert page.session_extension() is None
     page.dispatch("flattr-trigger", TRIGGER)
     page.dispatch("flattr-token", TOKEN)
@@ -70,15 +71,12 @@ def test_other_origins_get_nothing(
 
 
 def test_frames_inside_flattr_com_get_nothing(
-    browser: ExtensionBrowser, host: Host, site: Any
+    browser: BrowserDriver, host: Host, site: Any
 ) -> None:
-    browser.context.route(
-        "https://frames.example/**",
-        lambda route: route.fulfill(status=200, content_type="text/html", body=PLAIN),
-    )
+    browser.route("https://frames.example/inner", PLAIN)
     top = browser.open("https://flattr.com/")
     top.wait_event("flattr-installed")
-    top.page.evaluate(
+    top.evaluate(
         """Promise.all(["https://frames.example/inner", "https://flattr.com/"].map((src) =>
             new Promise((resolve) => {
                 const frame = document.createElement("iframe");
@@ -87,7 +85,7 @@ def test_frames_inside_flattr_com_get_nothing(
                 document.body.appendChild(frame);
             })))"""
     )
-    frames = [f for f in top.page.frames if f != top.page.main_frame]
+    frames = top.frames()
     assert sorted(f.url for f in frames) == ["https://flattr.com/", "https://frames.example/inner"]
     for frame in frames:
         top.dispatch("flattr-trigger", TRIGGER, frame=frame)
@@ -154,8 +152,22 @@ MALFORMED = [
 ]
 
 
+# Firefox hands the content script an Xray view of the page's detail, which does not
+# show an own "__proto__" key at all: the trigger is then refused for its missing
+# action, and the token (otherwise valid) for the missing handshake. Still ignored
+# and logged; only the reason differs (docs/firefox.md).
+FIREFOX_REASONS = {
+    'JSON.parse(\'{"__proto__": {"action": "authentication"}}\')': (
+        "action must be a string, got undefined"
+    ),
+    'JSON.parse(\'{"accessToken": "ok-token", "__proto__": {"a": 1}}\')': (
+        "without a preceding flattr-trigger"
+    ),
+}
+
+
 def test_malformed_details_are_ignored_and_logged(
-    browser: ExtensionBrowser, host: Host, site: Any
+    browser: BrowserDriver, host: Host, site: Any
 ) -> None:
     page = browser.open("https://flattr.com/")
     page.wait_event("flattr-installed")
@@ -163,12 +175,12 @@ def test_malformed_details_are_ignored_and_logged(
     page.dispatch("flattr-token", "{accessToken: 'unasked-token'}")
     for name, detail, _reason in MALFORMED:
         page.dispatch(name, detail)
-    page.page.evaluate("delete Object.prototype.action")
+    page.evaluate("delete Object.prototype.action")
 
     # Positive control on the same page: exactly one authenticate, for this trigger.
     page.dispatch("flattr-trigger", TRIGGER)
     page.wait_event("flattr-authenticate")
-    page.page.wait_for_function("n => window.__flattrEvents.length >= n", arg=len(MALFORMED) + 3)
+    page.wait_for(f"window.__flattrEvents.length >= {len(MALFORMED) + 3}")
     assert len(page.events("flattr-authenticate")) == 1
     assert page.events("flattr-authenticated") == []
 
@@ -176,7 +188,10 @@ def test_malformed_details_are_ignored_and_logged(
     page.wait_warning(MALFORMED[-1][2])
     warnings = page.warnings()
     assert any("without a preceding flattr-trigger" in w for w in warnings), warnings
-    for name, _detail, reason in MALFORMED:
+    assert set(FIREFOX_REASONS) <= {detail for _name, detail, _reason in MALFORMED}
+    for name, detail, reason in MALFORMED:
+        if browser.name == "firefox":
+            reason = FIREFOX_REASONS.get(detail, reason)
         assert any(name in w and reason in w for w in warnings), (name, reason, warnings)
     # Reasons name sizes and kinds, never echo a value.
     assert not any("ok-token" in w or "xxxxxxxx" in w or "unasked-token" in w for w in warnings)
@@ -186,4 +201,5 @@ def test_malformed_details_are_ignored_and_logged(
     assert state["subscription"]["active"] is False
     assert host_request_types(host) == []
     assert site.journal(server="api") == []
-    assert browser.worker_errors() == []
+    # Chromium's worker; Firefox's background page is not reachable over BiDi (None).
+    assert browser.background_errors() in ([], None)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import (
-    ExtensionBrowser,
+    BrowserDriver,
     Host,
     Site,
     page_handshake,
     wait_popup,
 )
 
+pytestmark = pytest.mark.browsers("chromium", "firefox")
 
-def test_settings_page_and_live_push(browser: ExtensionBrowser, host: Host, site: Site) -> None:
+
+def test_settings_page_and_live_push(browser: BrowserDriver, host: Host, site: Site) -> None:
     site.create_user("grace", active=False)
     page_handshake(browser, "grace")
     assert host.status()["subscription"] == {"active": False}
@@ -23,8 +26,8 @@ def test_settings_page_and_live_push(browser: ExtensionBrowser, host: Host, site
 
     # From the settings page: the server changes it, the page tells the extension.
     settings = browser.open("https://flattr.com/settings")
-    settings.page.wait_for_selector("body[data-push='open']")
-    settings.page.click("#subscribe")
+    settings.wait_for_selector("body[data-push='open']")
+    settings.click("#subscribe")
     event = settings.wait_event("flattr-subscription")
     assert event["detail"] == {"subscription": {"active": True}}
     wait_popup(popup, "$('subscription').dataset.active === 'true'")

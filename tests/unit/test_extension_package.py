@@ -71,12 +71,16 @@ def test_manifest_permissions_are_narrow(manifest: dict[str, Any]) -> None:
 
 
 def test_content_script_only_on_https_flattr_com_top_frame(manifest: dict[str, Any]) -> None:
-    (script,) = manifest["content_scripts"]
-    assert script["matches"] == ["https://flattr.com/*"]
-    assert script["run_at"] == "document_start"
-    assert script.get("all_frames", False) is False
-    assert script["js"][-1] == "content/flattr.js"
-    assert "build.js" in script["js"]
+    isolated, watchdog = manifest["content_scripts"]
+    for script in (isolated, watchdog):
+        assert script["matches"] == ["https://flattr.com/*"]
+        assert script["run_at"] == "document_start"
+        assert script.get("all_frames", False) is False
+    assert isolated["js"][-1] == "content/flattr.js" and "build.js" in isolated["js"]
+    assert "world" not in isolated
+    # Firefox gives the isolated script no signal on removal: a page-world watchdog
+    # notices the silence and reports flattr-uninstalled (docs/firefox.md).
+    assert watchdog["js"] == ["content/watchdog.js"] and watchdog["world"] == "MAIN"
 
 
 def test_background_keys_for_both_browsers(manifest: dict[str, Any]) -> None:

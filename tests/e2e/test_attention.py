@@ -1,0 +1,185 @@
+"""Attention end to end (issue 9): real Chromium, real extension, real host, fake API.
+
+Thresholds are scaled with ``FLATTR_ATTENTION_SCALE=0.05``: the first flattr of a
+page comes after 2.5 s of attention (50 nominal s), the activity window lasts
+0.75 s, and the host asks the extension for a heartbeat every 0.5 s.
+
+Signals come from the browser's own events (tab activation, loads, window focus),
+relayed by the worker. Idle: headless Chromium has no input devices, so
+``chrome.idle`` never changes state by itself, and CDP has no override for it
+(``Emulation.setIdleOverride`` drives the web Idle Detection API, not
+``chrome.idle``). The test therefore calls the worker's own
+``chrome.idle.onStateChanged`` listener (``onIdleStateChanged``) with the state a
+real idle user produces; everything from there on (relay, host, engine) is real.
+
+Negative results ("not flattred") are made meaningful by a positive control in the
+same browser afterwards, and by the host's counters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from conftest import (
+    BULK_PATH,
+    ActionPopup,
+    ExtensionBrowser,
+    FlattrPage,
+    Host,
+    LaunchFn,
+    Site,
+    bulk_urls,
+    page_handshake,
+    routed_page,
+)
+
+SCALE = "0.05"
+THRESHOLD_REAL_S = 50 * 0.05
+CREATOR = "https://creator.example/essay"
+CREATOR_HTML = (
+    "<!doctype html><title>An essay</title>"
+    '<link rel="payment" href="https://flattr.com/@creator"><h1>An essay</h1>'
+)
+PLAIN_HTML = "<!doctype html><title>{0}</title><h1>{0}</h1>"
+
+
+def attention_browser(launch: LaunchFn, host: Host) -> ExtensionBrowser:
+    return launch(env={**host.env, "FLATTR_ATTENTION_SCALE": SCALE})
+
+
+def counters(host: Host) -> dict[str, dict[str, Any]]:
+    done = host.cli("attention", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    return {p["url"]: p for p in json.loads(done.stdout)["pages"]}
+
+
+def open_page(browser: ExtensionBrowser, url: str, html: str | None = None) -> FlattrPage:
+    return routed_page(browser, url, html or PLAIN_HTML.format(url))
+
+
+def popup_for(browser: ExtensionBrowser, tab: FlattrPage) -> ActionPopup:
+    popup = browser.action_popup(tab)
+    popup.wait_for("!document.getElementById('attention').hidden")
+    return popup
+
+
+def popup_attention(popup: ActionPopup) -> dict[str, Any]:
+    value: dict[str, Any] = popup.evaluate(
+        "({...document.getElementById('attention-page').dataset, "
+        "text: document.getElementById('attention-page').textContent, "
+        "site: document.getElementById('attention-site').checked, "
+        "countAll: document.getElementById('attention-count-all').checked, "
+        "offer: !document.getElementById('attention-offer').hidden})"
+    )
+    return value
+
+
+def wait_bulk(site: Site, count: int, timeout: float = 20) -> None:
+    site.wait_for(count, server="api", method="POST", path=BULK_PATH, timeout=timeout)
+
+
+def test_creator_page_opted_in_from_popup_and_kept_in_front_is_flattred(
+        launch: LaunchFn, host: Host, site: Site) -> None:
+    site.create_user("attn-ada", active=True)
+    browser = attention_browser(launch, host)
+    _page, token = page_handshake(browser, "attn-ada")
+    tab = open_page(browser, CREATOR, CREATOR_HTML)
+
+    # The popup reads the page's rel="payment" link on demand and offers opt-in.
+    popup = popup_for(browser, tab)
+    popup.wait_for("!document.getElementById('attention-offer').hidden")
+    shown = popup_attention(popup)
+    assert shown["counted"] == "false" and shown["offer"] is True and shown["site"] is False
+    assert "next flattr at 50 s" in shown["text"]
+    popup.screenshot("popup-attention-offer.png")
+    popup.click("attention-offer-button")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'true'")
+    assert popup_attention(popup)["site"] is True
+    popup.close()
+
+    tab.page.bring_to_front()
+    wait_bulk(site, 1)
+    assert bulk_urls(site, token) == [CREATOR]
+    assert CREATOR in site.user_flattr_urls(token)
+
+    # The popup shows the attention so far and the next threshold.
+    popup = popup_for(browser, tab)
+    popup.wait_for("document.getElementById('attention-page').dataset.flattrs === '1'")
+    shown = popup_attention(popup)
+    assert float(shown["attention"]) >= 50
+    assert shown["next"] == "96"
+    assert "next flattr at 96 s" in shown["text"]
+    popup.screenshot("popup-attention-counted.png")
+    assert counters(host)[CREATOR]["next_index"] >= 1
+
+
+def test_background_tab_and_idle_user_are_not_flattred(
+        launch: LaunchFn, host: Host, site: Site) -> None:
+    site.create_user("attn-bob", active=True)
+    browser = attention_browser(launch, host)
+    _page, token = page_handshake(browser, "attn-bob")
+    back = open_page(browser, "https://back.example/")
+    popup = popup_for(browser, back)
+    popup.click("attention-count-all")  # every site counts: the tab is what matters
+    popup.wait_for("document.getElementById('attention-count-all').checked === true")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'true'")
+    popup.close()
+
+    front = open_page(browser, "https://front.example/")  # a new tab in front
+    front.page.bring_to_front()
+    wait_bulk(site, 1)
+    assert bulk_urls(site, token) == ["https://front.example/"]
+    seen = counters(host)
+    assert seen.get("https://back.example/", {"next_index": 0})["next_index"] == 0
+    assert seen.get("https://back.example/", {"attention_s": 0})["attention_s"] < 50
+
+    # The user goes idle (chrome.idle's listener, see the module docstring).
+    browser.worker.evaluate("onIdleStateChanged('idle')")
+    time.sleep(0.3)  # let the relay reach the host
+    idle_from = counters(host)["https://front.example/"]["attention_s"]
+    time.sleep(THRESHOLD_REAL_S * 1.5)  # longer than the next threshold would take
+    assert counters(host)["https://front.example/"]["attention_s"] <= idle_from + 1
+    assert len(site.bulk_posts()) == 1
+
+    # Positive control: active again, the front page reaches its next threshold.
+    browser.worker.evaluate("onIdleStateChanged('active')")
+    wait_bulk(site, 2)
+    assert bulk_urls(site, token) == ["https://front.example/"] * 2
+    assert "https://back.example/" not in bulk_urls(site)
+
+
+def test_site_not_opted_in_is_never_flattred(launch: LaunchFn, host: Host, site: Site) -> None:
+    site.create_user("attn-cy", active=True)
+    browser = attention_browser(launch, host)
+    _page, token = page_handshake(browser, "attn-cy")
+    tab = open_page(browser, "https://other.example/read")
+    popup = popup_for(browser, tab)
+    shown = popup_attention(popup)
+    assert shown["counted"] == "false" and shown["offer"] is False  # no creator markers
+    popup.close()
+
+    tab.page.bring_to_front()
+    time.sleep(THRESHOLD_REAL_S * 1.5)
+    assert site.bulk_posts() == []
+    assert counters(host) == {}  # not even stored: it is browsing history
+
+    # Positive control: the same tab, once the user ticks "Auto-flattr this site".
+    popup = popup_for(browser, tab)
+    popup.click("attention-site")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'true'")
+    popup.close()
+    tab.page.bring_to_front()
+    wait_bulk(site, 1)
+    assert bulk_urls(site, token) == ["https://other.example/read"]
+
+    # And ticking it off again stops counting.
+    popup = popup_for(browser, tab)
+    popup.click("attention-site")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'false'")
+    popup.close()
+    before = counters(host)["https://other.example/read"]["attention_s"]
+    time.sleep(THRESHOLD_REAL_S)
+    assert counters(host)["https://other.example/read"]["attention_s"] <= before + 1
+    assert len(site.bulk_posts()) == 1
