@@ -30,7 +30,7 @@ firefox:
 	@command -v firefox-esr >/dev/null || { echo "installing firefox-esr (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq firefox-esr >/dev/null; } || echo "WARNING: firefox-esr could not be installed; Firefox tests will be skipped"
 
 lint: venv
-	$(VENV)/bin/ruff check host fake_site tests bench demo
+	$(VENV)/bin/ruff check host fake_site tests bench demo extension
 	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr
 	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr
 
@@ -46,7 +46,7 @@ test: setup lint
 demo: setup
 	$(PY) demo/run.py $(if $(BROWSER),--browser $(BROWSER),)
 
-bench: setup
+bench: venv chromium
 	$(PY) bench/run.py
 
 package: venv

@@ -20,7 +20,9 @@ if (typeof globalThis.FlattrValidate === "undefined" && typeof importScripts ===
 const HOST_NAME = "com.flattr.companion";
 const SIGN_IN_URL = "https://flattr.com/oauth/ext";
 const SIGN_IN_PATH = "/oauth/ext";
-const FIX_COMMANDS = ["flattr-host install --browser chromium", "flattr-host doctor"];
+// The same folder runs in Firefox, whose manifest goes elsewhere (docs/install.md).
+const BROWSER_FAMILY = chrome.runtime.getURL("").startsWith("moz-extension:") ? "firefox" : "chromium";
+const FIX_COMMANDS = [`flattr-host install --browser ${BROWSER_FAMILY}`, `flattr-host doctor --browser ${BROWSER_FAMILY}`];
 
 // Chrome drops a host frame that is not valid JSON without a word, so every request
 // needs its own deadline. set-token and flattr wait for a durable commit: allow more.

@@ -46,10 +46,11 @@ from flattr_host.attention import (
     WindowFocusChanged,
     parse_scale,
 )
+from flattr_host.config import Config
 from flattr_host.logs import Logger
 from flattr_host.messages import AttentionSignal
-from flattr_host.queue import Queue
-from flattr_host.store import Store, _Transaction
+from flattr_host.queue import insert_pending
+from flattr_host.store import Store
 from flattr_host.urlnorm import UrlError, normalize
 
 #: Counters not updated for this long are deleted (config ``attention_max_age_s``).
@@ -86,34 +87,6 @@ def to_signal(spec: AttentionSignal, at: float) -> Signal:
     if kind == "reset":
         return Reset(at=at)
     raise ValueError(f"unknown signal kind {kind!r}")  # the parser lets none through
-
-
-class _InTransaction(Store):
-    """The store as seen from inside an open write transaction: ``write()`` joins it.
-
-    Lets :meth:`Queue.enqueue` (the one place that inserts queue rows and keeps
-    ``queue_counts``) run inside the attention transaction. No connection of its
-    own is opened.
-    """
-
-    def __init__(self, conn: Any) -> None:
-        # Deliberately not Store.__init__: it would open another connection.
-        self.conn = conn
-
-    def write(self) -> _Transaction:
-        return _Joined(self.conn, "")
-
-
-class _Joined(_Transaction):
-    """A transaction context that neither begins nor ends anything."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Any:
-        return self._conn
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class AttentionService:
@@ -174,12 +147,12 @@ class AttentionService:
             self._thread.start()
 
     @classmethod
-    def open(cls, config: Any, log: Logger, on_queued: Callable[[int], None]) -> AttentionService:
+    def open(cls, config: Config, log: Logger,
+             on_queued: Callable[[int], None]) -> AttentionService:
         """The service of a running host, on its own connection to the config's store."""
         scale = parse_scale(str(config.attention_scale))
-        # attention_max_age_s: a config key requested from the lead (docs/attention.md).
-        max_age = float(getattr(config, "attention_max_age_s", DEFAULT_MAX_AGE_S))
-        return cls(Store(config.db_path, log), log, scale=scale, max_age_s=max_age,
+        return cls(Store(config.db_path, log), log, scale=scale,
+                   max_age_s=config.attention_max_age_s,
                    on_queued=on_queued, owns_store=True)
 
     # ----------------------------------------------------------- requests
@@ -384,7 +357,7 @@ class AttentionService:
             rows.upsert_counters(conn, [c.to_record() for c in self._backlog_counters.values()],
                                  now)
             if urls:
-                Queue(_InTransaction(conn)).enqueue(urls, now)
+                insert_pending(conn, urls, now)
         self._generation = generation
         self._backlog_counters.clear()
         self._backlog_urls = []

@@ -62,6 +62,7 @@ class Config:
     exit_grace_s: float = 5.0
     inspect: bool = False
     attention_scale: float = 1.0
+    attention_max_age_s: float = 90 * 86400.0
 
     def __init__(self, **values: Any) -> None:
         for name, value in values.items():
@@ -121,6 +122,7 @@ ENV = {
     "FLATTR_EXIT_GRACE_S": "exit_grace_s",
     "FLATTR_INSPECT": "inspect",
     "FLATTR_ATTENTION_SCALE": "attention_scale",
+    "FLATTR_ATTENTION_MAX_AGE_S": "attention_max_age_s",
 }
 
 
@@ -165,6 +167,10 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"batch_max {config.batch_max} must be at least 1")
     if config.max_inbound_frame < 16:
         raise ConfigError(f"max_inbound_frame {config.max_inbound_frame} must be at least 16")
+    if not 0 < config.attention_scale <= 1:
+        raise ConfigError(
+            f"attention_scale {config.attention_scale} must be above 0 and at most 1"
+        )
     if not config.api_base.startswith(("https://", "http://")):
         raise ConfigError(f"api_base {config.api_base!r} must be an http(s) URL")
     return config

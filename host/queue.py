@@ -103,6 +103,22 @@ def _move(
         )
 
 
+def insert_pending(conn: sqlite3.Connection, urls: Iterable[str], now: float) -> int:
+    """Insert ``urls`` as pending items inside the caller's write transaction.
+
+    The only insert into the queue: it adds its count once (store migration 2), so
+    every caller (a ``flattr`` request, an attention threshold) keeps the counts right.
+    """
+    rows = [(url, PENDING, now, now, now) for url in urls]
+    conn.executemany(
+        "INSERT INTO queue (url, status, created_at, updated_at, next_attempt_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("UPDATE queue_counts SET n = n + ? WHERE status = ?", (len(rows), PENDING))
+    return len(rows)
+
+
 class Queue:
     """Queue operations on one store connection; each public method is one transaction."""
 
@@ -111,17 +127,8 @@ class Queue:
 
     def enqueue(self, urls: Iterable[str], now: float) -> int:
         """Commit ``urls`` as pending items; returns how many. Durable on return."""
-        rows = [(url, PENDING, now, now, now) for url in urls]
         with self._store.write() as conn:
-            conn.executemany(
-                "INSERT INTO queue (url, status, created_at, updated_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            # The only insert into the queue: its count, once (store migration 2).
-            conn.execute("UPDATE queue_counts SET n = n + ? WHERE status = ?",
-                         (len(rows), PENDING))
-        return len(rows)
+            return insert_pending(conn, urls, now)
 
     def counts(self) -> dict[str, Any]:
         """Counts per status and the earliest pending due time (epoch s or None)."""

@@ -62,7 +62,10 @@ def test_manifest_key_gives_the_fixed_extension_id(manifest: dict[str, Any]) -> 
 
 def test_manifest_permissions_are_narrow(manifest: dict[str, Any]) -> None:
     assert manifest["manifest_version"] == 3
-    assert sorted(manifest["permissions"]) == ["activeTab", "nativeMessaging"]
+    # tabs: the active tab's URL for attention; idle: chrome.idle; scripting: read a
+    # page's creator markers on demand (docs/extension.md, Permissions).
+    assert sorted(manifest["permissions"]) == [
+        "activeTab", "idle", "nativeMessaging", "scripting", "tabs"]
     assert "host_permissions" not in manifest
     assert "storage" not in manifest["permissions"]
     assert "optional_permissions" not in manifest
