@@ -90,6 +90,20 @@ class Pages:
             raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
         return session
 
+    async def _json_post(self, request: web.Request) -> tuple[Session, object] | web.Response:
+        """A same-origin JSON POST from a signed-in page: (session, body or None),
+        or the 401 / 403 answer when the session or the CSRF header is missing."""
+        session = self.session(request)
+        if session is None:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if not self._csrf_ok(request, session, {}):
+            return web.json_response({"error": "bad_csrf"}, status=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        return session, body
+
     def _csrf_ok(self, request: web.Request, session: Session, form: dict[str, str]) -> bool:
         given = request.headers.get("X-CSRF-Token") or form.get("csrf", "")
         return bool(given) and given == session.csrf
@@ -193,15 +207,10 @@ class Pages:
         Same-origin only (session cookie + CSRF header). An earlier token of the
         same user for the same extension id is revoked.
         """
-        session = self.session(request)
-        if session is None:
-            return web.json_response({"error": "unauthorized"}, status=401)
-        if not self._csrf_ok(request, session, {}):
-            return web.json_response({"error": "bad_csrf"}, status=403)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        checked = await self._json_post(request)
+        if isinstance(checked, web.Response):
+            return checked
+        session, body = checked
         ext_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(ext_id, str) or not 1 <= len(ext_id) <= 128:
             return web.json_response(
@@ -231,15 +240,10 @@ class Pages:
 
     async def settings_subscription(self, request: web.Request) -> web.Response:
         """POST /settings/subscription {active}: change it server-side and push it."""
-        session = self.session(request)
-        if session is None:
-            return web.json_response({"error": "unauthorized"}, status=401)
-        if not self._csrf_ok(request, session, {}):
-            return web.json_response({"error": "bad_csrf"}, status=403)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        checked = await self._json_post(request)
+        if isinstance(checked, web.Response):
+            return checked
+        session, body = checked
         active = body.get("active") if isinstance(body, dict) else None
         if not isinstance(active, bool):
             return web.json_response({"error": "invalid_request",
