@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Import-time profile of the host's start-up to its first reply (issue 6).
 
-Spawns ``python -X importtime -m flattr_host <origin>`` (and, for comparison, the
-minimal echo host) as Chrome would, sends ``hello``, reads the reply, closes
+Spawns the host the way its installed launcher runs it (``python -S -X importtime
+-c <bootstrap> <origin>``, see host/install.py ``bootstrap_code``) and, for
+comparison, the minimal echo host (plain and with ``-S``) as Chrome would, sends ``hello``, reads the reply, closes
 stdin, and prints the imports sorted by cumulative time, with the share that
 comes before the host's own code (interpreter start-up and ``site``, which every
 Python host pays). Used for docs/performance.md; run it after changing imports.
@@ -71,10 +72,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     py = sys.executable
-    echo = profile([py, "-X", "importtime", str(BASELINES / "echo_host.py"), ORIGIN], BASELINES)
-    host = profile([py, "-X", "importtime", "-m", "flattr_host", ORIGIN], Path(py).parent)
+    from flattr_host.install import bootstrap_code
+
+    echo_script = str(BASELINES / "echo_host.py")
+    echo = profile([py, "-X", "importtime", echo_script, ORIGIN], BASELINES)
+    echo_s = profile([py, "-S", "-X", "importtime", echo_script, ORIGIN], BASELINES)
+    host = profile([py, "-S", "-X", "importtime", "-c", bootstrap_code(), ORIGIN],
+                   Path(py).parent)
     report("echo host (sys, struct, json)", echo, args.top)
-    report("flattr-host to its hello reply", host, args.top)
+    report("echo host with -S", echo_s, args.top)
+    report("flattr-host (as its launcher runs it) to its hello reply", host, args.top)
     return 0
 
 

@@ -7,12 +7,19 @@ the host manifest and then the add-on id (Chrome and MDN native messaging docs).
 
 from __future__ import annotations
 
-import re
-
 from flattr_host.errors import CallerRefused
 from flattr_host.values import Value
 
-_CHROME_ORIGIN = re.compile(r"chrome-extension://([a-p]{32})/?")
+_CHROME_PREFIX = "chrome-extension://"
+_ID_LETTERS = frozenset("abcdefghijklmnop")  # Chrome ids: 32 letters a-p
+
+
+def _chrome_id(origin: str) -> str | None:
+    """The id in ``chrome-extension://<id>/`` (slash optional), or None if malformed."""
+    ext_id = origin[len(_CHROME_PREFIX):].removesuffix("/")
+    if len(ext_id) == 32 and _ID_LETTERS.issuperset(ext_id):
+        return ext_id
+    return None
 
 
 class Caller(Value):
@@ -33,10 +40,10 @@ def looks_like_browser_launch(args: list[str]) -> bool:
 def identify(args: list[str], allowed: tuple[str, ...]) -> Caller:
     """The calling extension, or CallerRefused naming what was wrong."""
     if args and args[0].startswith("chrome-extension://"):
-        match = _CHROME_ORIGIN.fullmatch(args[0])
-        if match is None:
+        ext_id = _chrome_id(args[0])
+        if ext_id is None:
             raise CallerRefused(f"malformed extension origin {args[0][:100]!r}")
-        caller = Caller("chromium", match.group(1))
+        caller = Caller("chromium", ext_id)
     elif len(args) >= 2 and args[0].endswith(".json"):
         caller = Caller("firefox", args[1][:200])
     else:

@@ -81,10 +81,16 @@ class Submitter:
         with self._cond:
             now = self._clock()
             if debounce and self._config.submit_delay_s > 0:
+                pending = self._debounce_until is not None and self._debounce_until > now
                 if self._debounce_first is None:
                     self._debounce_first = now
                 limit = self._debounce_first + DEBOUNCE_MAX_FACTOR * self._config.submit_delay_s
                 self._debounce_until = min(now + self._config.submit_delay_s, limit)
+                if pending:
+                    # The thread already sleeps until the earlier end of this debounce
+                    # and looks again then; waking it for every flattr of a burst only
+                    # costs both threads time (docs/performance.md, enqueue).
+                    return
             else:
                 self._debounce_until = None
                 self._debounce_first = None

@@ -43,3 +43,22 @@ def test_browser_launch_detection() -> None:
     assert looks_like_browser_launch(["/p/m.json", "id@x"])
     assert not looks_like_browser_launch(["status"])
     assert not looks_like_browser_launch([])
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        f"chrome-extension://{CHROME_ID}",  # no slash: accepted
+        f"chrome-extension://{CHROME_ID}//",
+        f"chrome-extension://{CHROME_ID[:-1]}q/",
+        f"chrome-extension://{CHROME_ID}x/",
+        f"chrome-extension://{CHROME_ID.upper()}/",
+        "chrome-extension:///",
+    ],
+)
+def test_origin_shapes(origin: str) -> None:
+    if origin == f"chrome-extension://{CHROME_ID}":
+        assert identify([origin], ALLOWED).extension_id == CHROME_ID
+        return
+    with pytest.raises(CallerRefused, match="malformed extension origin"):
+        identify([origin], ALLOWED)
