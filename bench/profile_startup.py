@@ -3,10 +3,10 @@
 
 Spawns the host the way its installed launcher runs it (``python -S -X importtime
 -c <bootstrap> <origin>``, see host/install.py ``bootstrap_code``) and, for
-comparison, the minimal echo host (plain and with ``-S``) as Chrome would, sends ``hello``, reads the reply, closes
-stdin, and prints the imports sorted by cumulative time, with the share that
-comes before the host's own code (interpreter start-up and ``site``, which every
-Python host pays). Used for docs/performance.md; run it after changing imports.
+comparison, the minimal echo host (plain and with ``-S``) as Chrome would, sends
+``hello``, reads the reply, closes stdin, and prints the imports sorted by
+cumulative time, split at the first reply. Used for docs/performance.md; run it
+after changing imports.
 """
 
 from __future__ import annotations
