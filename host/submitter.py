@@ -37,6 +37,9 @@ from flattr_host.token_store import TokenStore
 #: Debounce: wait at most this many times the submit delay after the first new flattr.
 DEBOUNCE_MAX_FACTOR = 5.0
 
+#: After an unexpected error in a cycle, wait this long before the next one.
+ERROR_PAUSE_S = 5.0
+
 #: Retention runs at start-up and then at most this often (a host can live for days
 #: while the browser stays open); it is also the longest the thread ever sleeps.
 HOUSEKEEPING_S = 3600.0
@@ -120,12 +123,30 @@ class Submitter:
                 )
                 try:
                     self._startup(store, tokens, queue)
-                    while self._cycle(store, tokens, states, queue, client):
+                    while self._guarded_cycle(store, tokens, states, queue, client):
                         pass
                 finally:
                     client.close()
         except Exception as exc:
             self._log.exception("submitter stopped by an internal error", exc)
+
+    def _guarded_cycle(self, store: Store, tokens: TokenStore, states: StateStore,
+                       queue: Queue, client: ApiClient) -> bool:
+        """One cycle; an unexpected error is logged in full and retried later.
+
+        Items stay where the store has them (a lease left behind expires), so an
+        internal error costs time, never a flattr, and never stops delivery for
+        the rest of the session.
+        """
+        try:
+            return self._cycle(store, tokens, states, queue, client)
+        except Exception as exc:
+            self._log.exception("submitter error; trying again shortly", exc)
+            client.close()
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(ERROR_PAUSE_S)
+            return not self._stopping
 
     def _startup(self, store: Store, tokens: TokenStore, queue: Queue) -> None:
         expired = self._housekeeping(queue)

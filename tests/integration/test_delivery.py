@@ -6,6 +6,7 @@ the fake's admin API scripts the failures and its journal shows what arrived.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -50,15 +51,21 @@ def test_retry_after_is_honoured(delivery: Delivery) -> None:
     assert delivery.sent_urls() == [URL, URL]
 
 
-def test_backoff_waits_between_attempts(delivery: Delivery) -> None:
-    # base 0.5 s, cap 0.5 s: full jitter draws each wait from [0, 0.5]; three
-    # failures then success, so the fourth request comes at most ~1.5 s later.
+def test_backoff_follows_the_policy(delivery: Delivery) -> None:
+    # base 0.1 s, cap 0.3 s: the ceilings are 0.1, 0.3, 0.3 s (x4 per attempt, capped)
+    # and full jitter draws each wait below its ceiling. The host logs each wait it
+    # chose; the journal shows no retry came earlier than that wait.
     delivery.site.script("POST", BULK, [{"status": 502}] * 3)
-    flattr_and_drain(delivery, [URL], FLATTR_RETRY_BASE_S="0.5", FLATTR_RETRY_CAP_S="0.5")
+    flattr_and_drain(delivery, [URL], FLATTR_RETRY_BASE_S="0.1", FLATTR_RETRY_CAP_S="0.3")
     times = [e["time"] for e in delivery.bulk_requests()]
-    assert len(times) == 4
-    assert times[-1] - times[0] <= 1.5 + 1.0
-    assert delivery.rows()[0][4] == 4
+    assert len(times) == 4 and delivery.rows()[0][4] == 4
+    waits = [json.loads(line)["in_s"] for line in
+             (delivery.home / "logs" / "host.log").read_text().splitlines()
+             if json.loads(line)["msg"] == "batch will be retried"]
+    assert len(waits) == 3
+    assert [w <= ceiling for w, ceiling in zip(waits, [0.1, 0.3, 0.3], strict=True)] == [True] * 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= wait - 0.01 for gap, wait in zip(gaps, waits, strict=True)), (gaps, waits)
 
 
 @pytest.mark.parametrize(

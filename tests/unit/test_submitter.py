@@ -42,3 +42,56 @@ def test_long_running_host_expires_old_pending_items(tmp_path: Path,
         assert worker.stop(5)
     assert seen[-1]["expired"] == 1 and seen[-1]["pending"] == 0
     assert "queue pruned" in (tmp_path / "logs" / "host.log").read_text()
+
+
+class _FlakyClient:
+    """An API client whose first call fails with an error no code path expects."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def post_bulk(self, token: str, urls: list[str]) -> Any:
+        from flattr_host.api import Response
+
+        self.calls.append(urls)
+        if len(self.calls) == 1:
+            raise RuntimeError("unexpected failure inside the client")
+        body = {"results": [{"url": u, "status": "ok", "thing_id": 1} for u in urls]}
+        import json
+
+        return Response(200, {}, json.dumps(body).encode())
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stands in for a client bug: the real client never raises RuntimeError."""
+    from flattr_host.state import StateStore, TokenStored
+    from flattr_host.token_store import TokenStore
+
+    monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 0.1)
+    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
+                    retry_cap_s=0.0, lease_s=0.2)
+    log = Logger(config.log_dir, "info")
+    with Store(config.db_path, log) as store:
+        tokens = TokenStore(store, config.key_path, log)
+        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
+        Queue(store).enqueue(["https://a.example/"], now=time.time())
+    delivered = threading.Event()
+
+    def on_change(store: Store, _tokens: object, queue: Queue) -> None:
+        if queue.counts()["done"] == 1:
+            delivered.set()
+
+    client = _FlakyClient()
+    worker = submitter_mod.Submitter(config, log, on_change, client_factory=lambda: client)
+    worker.start()
+    try:
+        assert delivered.wait(10)
+    finally:
+        assert worker.stop(5)
+    assert len(client.calls) == 2
+    text = (tmp_path / "logs" / "host.log").read_text()
+    assert "submitter error; trying again shortly" in text and "RuntimeError" in text
