@@ -432,36 +432,9 @@ def run(chromium: str, keep: bool) -> int:
             popup.screenshot(ARTIFACTS / "demo-popup-flattred.png")
 
             say("the fake API receives them")
-            wanted = {url for url, _ in PAGES}
-            received: set[str] = set()
-            count = 1
-            while not wanted <= received:
-                entries = site.wait_bulk(count)
-                if len(entries) < count:
-                    break
-                for entry in entries[count - 1 :]:
-                    auth = {k.lower(): v for k, v in entry["headers"].items()}.get(
-                        "authorization", ""
-                    )
-                    body = json.loads(entry["body"])
-                    received.update(item["url"] for item in body)
-                    shown = f"{auth[:13]}..."  # enough to see it is the Bearer token
-                    print(f"POST {entry['path']}  Authorization: {shown}  body: {json.dumps(body)}")
-                count += 1
+            ok = show_delivery(site)
             context.close()
-
-        say("the host's log (JSON lines in FLATTR_HOST_HOME/logs)")
-        for line in host_log_lines(home)[-25:]:
-            print(line)
-        say("final status (flattr-host status)")
-        print(host_cli(env, "status").strip())
-        say(
-            f"screenshots in {ARTIFACTS.relative_to(ROOT)}/: "
-            + ", ".join(sorted(p.name for p in ARTIFACTS.glob("demo-*.png")))
-        )
-        ok = wanted <= received
-        print("\nRESULT:", "both pages reached the API" if ok else f"missing: {wanted - received}")
-        return 0 if ok else 1
+        return finish(site, env, home, ok)
     finally:
         site.stop()
         if keep:
