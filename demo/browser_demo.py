@@ -234,6 +234,15 @@ def show_delivery(site: FakeSite) -> bool:
     return wanted <= received
 
 
+def clean_up(site: FakeSite, temp: Path, keep: bool) -> None:
+    """Stop the fake site and remove (or keep, and say where) the demo's folder."""
+    site.stop()
+    if keep:
+        print(f"kept {temp}")
+    else:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def finish(site: FakeSite, env: dict[str, str], home: Path, ok: bool) -> int:
     say("the host's log (JSON lines in FLATTR_HOST_HOME/logs)")
     for line in host_log_lines(home)[-25:]:
@@ -343,11 +352,7 @@ def run_firefox(keep: bool) -> int:
             shoot(popup, "demo-firefox-popup-flattred.png")
         return finish(site, env, home, ok)
     finally:
-        site.stop()
-        if keep:
-            print(f"kept {temp}")
-        else:
-            shutil.rmtree(temp, ignore_errors=True)
+        clean_up(site, temp, keep)
 
 
 def run(chromium: str, keep: bool) -> int:
@@ -436,11 +441,7 @@ def run(chromium: str, keep: bool) -> int:
             context.close()
         return finish(site, env, home, ok)
     finally:
-        site.stop()
-        if keep:
-            print(f"kept {temp}")
-        else:
-            shutil.rmtree(temp, ignore_errors=True)
+        clean_up(site, temp, keep)
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flattr_host.errors import FlattrHostError
 from flattr_host.retry import RETRYABLE_STATUSES
@@ -175,13 +175,3 @@ class ApiClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def rate_limit(headers: dict[str, str]) -> dict[str, Any]:
-    """The X-RateLimit-* headers as numbers, for logs (document 002)."""
-    out: dict[str, Any] = {}
-    for name in ("limit", "remaining", "current", "reset"):
-        value = headers.get(f"x-ratelimit-{name}")
-        if value is not None and value.isdigit():
-            out[name] = int(value)
-    return out

@@ -429,6 +429,3 @@ _PARSERS: dict[str, Any] = {
     "attention-site": _attention_site,
     "attention-count-all": _attention_count_all,
 }
-
-#: Every request type the host understands.
-TYPES = tuple(_PARSERS)

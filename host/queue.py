@@ -62,17 +62,11 @@ class Batch(Value):
     items: tuple[Item, ...]
     attempt: int  # the highest attempt number among the items (1 = first try)
 
-    @property
-    def ids(self) -> list[int]:
-        return [item.id for item in self.items]
-
 
 def new_id() -> str:
     """A random id for a lease owner or a batch (``uuid`` costs more to import)."""
     return os.urandom(16).hex()
 
-
-new_owner = new_id
 
 
 def _move(

@@ -23,7 +23,6 @@ from flattr_host.values import Value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-    from typing import Any
 
 
 class Auth(Enum):
@@ -126,14 +125,6 @@ def transition(state: Snapshot, event: Event) -> Snapshot:
     if isinstance(event, RateLimited):
         return state.replace(rate_limited_until=event.until)
     raise TransitionError(f"unknown event {event!r}")  # pragma: no cover
-
-
-def public_view(state: Snapshot, now: float) -> dict[str, Any]:
-    """The ``authenticated`` and ``subscription`` parts of the protocol's State."""
-    return {
-        "authenticated": state.auth is Auth.SIGNED_IN,
-        "subscription": {"active": state.subscription is Subscription.ACTIVE},
-    }
 
 
 class StateStore:

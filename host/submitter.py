@@ -23,7 +23,7 @@ from flattr_host import retry
 from flattr_host.api import ApiClient, Decision, NetworkError, Response, classify
 from flattr_host.config import Config
 from flattr_host.logs import Logger
-from flattr_host.queue import Batch, Queue, new_owner
+from flattr_host.queue import Batch, Queue, new_id
 from flattr_host.state import (
     Event,
     PaymentRequired,
@@ -63,7 +63,7 @@ class Submitter:
         self._clock = clock
         self._draw = draw
         self._client_factory = client_factory
-        self._owner = new_owner()
+        self._owner = new_id()
         self._policy = retry.Policy(config.retry_base_s, config.retry_cap_s)
         self._cond = threading.Condition()
         self._debounce_until: float | None = None
