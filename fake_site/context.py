@@ -40,6 +40,7 @@ class Endpoints:
     site: str = ""
     api: str = ""
     push: str = ""
+    api_http: str = ""  # plain-HTTP API port: the button loader and iframes only
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .admin import Admin
 from .api import bulk, resources
 from .api.core import API_PREFIX, JSON_TYPE, Api, make_response, not_found
 from .api.oauth import token_handler
+from .button import ButtonViews
 from .certs import ensure_certs
 from .context import SiteContext
 from .journal import middleware as journal_middleware
@@ -62,6 +63,7 @@ def build_api_app(ctx: SiteContext) -> web.Application:
         return make_response(404, body, content_type=JSON_TYPE, headers={}, callback=None)
 
     app.add_routes(admin.routes())
+    app.add_routes(ButtonViews(ctx).api_routes())
     app.router.add_route("POST", "/oauth/token", token_handler(ctx))
     app.router.add_route("*", API_PREFIX + "{tail:(/.*)?}", api.handle)
     app.router.add_route("*", "/{tail:.*}", other)
@@ -72,6 +74,15 @@ def build_site_app(ctx: SiteContext) -> web.Application:
     """The flattr.com application: pages, static files, OAuth authorize/token."""
     app = web.Application(middlewares=[journal_middleware(ctx.journal, "site")])
     app.add_routes(Pages(ctx).routes())
+    app.add_routes(ButtonViews(ctx).site_routes())
+    return app
+
+
+def build_api_http_app(ctx: SiteContext) -> web.Application:
+    """http://api.flattr.com: the button loader and iframes only (api-v2/button.md
+    documents the loader on http too); everything else is 404."""
+    app = web.Application(middlewares=[journal_middleware(ctx.journal, "api")])
+    app.add_routes(ButtonViews(ctx).api_routes())
     return app
 
 
@@ -79,10 +90,11 @@ class FakeSite:
     """One running fake flattr.com; ``start`` then ``stop``."""
 
     def __init__(self, *, data_dir: Path | None, seed: bool, port: int = 0,
-                 api_port: int = 0, push_port: int = 0) -> None:
+                 api_port: int = 0, push_port: int = 0, api_http_port: int = 0) -> None:
         self.data_dir = data_dir
         self.seed = seed
         self.ports = (port, api_port, push_port)
+        self.api_http_port = api_http_port
         self._temp: Path | None = None
         self._runners: list[web.AppRunner] = []
         self.ctx: SiteContext | None = None
@@ -110,10 +122,18 @@ class FakeSite:
             await runner.setup()
             await web.SockSite(runner, sock, ssl_context=tls).start()
             self._runners.append(runner)
+        http_sock = bind(self.api_http_port)
+        ctx.endpoints.api_http = f"http://{HOST}:{http_sock.getsockname()[1]}"
+        runner = web.AppRunner(build_api_http_app(ctx), access_log=None,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        await web.SockSite(runner, http_sock).start()
+        self._runners.append(runner)
         origins = ["https://flattr.com", urls[0], urls[0].replace(HOST, "localhost")]
         await ctx.push.start(socks[2], tls, origins)
         ctx.endpoints.push = ctx.push.url
-        return {"site": urls[0], "api": urls[1], "ca": str(certs.ca), "spki": certs.spki}
+        return {"site": urls[0], "api": urls[1], "ca": str(certs.ca), "spki": certs.spki,
+                "api_http": ctx.endpoints.api_http}
 
     async def stop(self) -> None:
         """Stop serving, close the database, remove temporary files."""

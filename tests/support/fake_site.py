@@ -50,6 +50,7 @@ class FakeSite:
         self.api = ""
         self.ca = ""
         self.spki = ""
+        self.api_http = ""  # plain-HTTP API port (button loader and iframes only)
         self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -74,6 +75,7 @@ class FakeSite:
         info = json.loads(line)
         self.site, self.api, self.ca, self.spki = (
             info["site"], info["api"], info["ca"], info["spki"])
+        self.api_http = info.get("api_http", "")
         self._tls = ssl.create_default_context(cafile=self.ca)
         return self
 
