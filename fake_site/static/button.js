@@ -37,12 +37,20 @@
   const message = document.getElementById("message");
   const popout = document.getElementById("popout");
 
+  // The token lives in this iframe; localStorage (partitioned per partner site by
+  // the browser, or blocked with third-party storage) only keeps it across reloads.
+  let held = null;
   function storage() { try { return window.localStorage; } catch (e) { return null; } }
-  function token() { const s = storage(); return s ? s.getItem(TOKEN_KEY) : null; }
+  function token() {
+    if (held) return held;
+    try { const s = storage(); return s ? s.getItem(TOKEN_KEY) : null; } catch (e) { return null; }
+  }
   function setToken(value) {
-    const s = storage();
-    if (!s) return;
-    if (value) s.setItem(TOKEN_KEY, value); else s.removeItem(TOKEN_KEY);
+    held = value;
+    try {
+      const s = storage();
+      if (s && value) s.setItem(TOKEN_KEY, value); else if (s) s.removeItem(TOKEN_KEY);
+    } catch (e) { /* blocked storage: the token lasts as long as this iframe */ }
   }
 
   function show(state, text, error) {

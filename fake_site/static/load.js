@@ -76,6 +76,8 @@
       const v = params[k];
       if (v !== undefined && v !== null) merged[k] = String(v);
     });
+    // A button's own owner overrides the page's default uid (they exclude each other).
+    if (merged.owner && !(params && params.uid)) delete merged.uid;
     const frame = document.createElement("iframe");
     const size = SIZES[merged.button] || SIZES.default;
     frame.src = options.base + "/button/view/?" + new URLSearchParams(merged).toString();

@@ -1146,7 +1146,8 @@ LaunchFn = Callable[..., ExtensionBrowser]
 
 @pytest.fixture
 def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[LaunchFn]:
-    """Chromium factory: ``launch(profile=None, extension=EXTENSION_DIR, install_host=True)``.
+    """Chromium factory: ``launch(profile=None, extension=EXTENSION_DIR, install_host=True,
+    env=None, extra_args=())``.
 
     Starts Chromium with the extension; the host is installed into the profile first
     unless ``install_host`` is false. The same ``profile`` can be launched again after
@@ -1160,6 +1161,7 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
         extension: Path = EXTENSION_DIR,
         install_host: bool = True,
         env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> ExtensionBrowser:
         profile = profile or tmp_path / "profile"
         profile.mkdir(parents=True, exist_ok=True)
@@ -1178,6 +1180,8 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
                 f"--ignore-certificate-errors-spki-list={site.spki}",
                 # Allows Extensions.triggerAction (the toolbar click) over the CDP pipe.
                 "--enable-unsafe-extension-debugging",
+                # Later switches win: a test may replace the resolver rules above.
+                *extra_args,
             ],
         )
         context.set_default_timeout(WAIT_MS)
