@@ -117,7 +117,13 @@
 
   if (popout) {
     box.addEventListener("mouseenter", function () { popout.hidden = false; postSize(); });
-    box.addEventListener("mouseleave", function () { popout.hidden = true; postSize(); });
+    // Leaving the whole iframe (the popout included) closes it. Browsers do not
+    // always tell a cross-site iframe that the pointer left, so the loader does too.
+    const close = function () { if (!popout.hidden) { popout.hidden = true; postSize(); } };
+    document.documentElement.addEventListener("mouseleave", close);
+    window.addEventListener("message", function (event) {
+      if (event.source === window.parent && event.data && event.data.type === "flattr-button-leave") close();
+    });
   }
   postSize();
 })();

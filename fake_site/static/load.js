@@ -88,6 +88,9 @@
     frame.setAttribute("scrolling", "no");
     frame.style.border = "0";
     frame.style.overflow = "hidden";
+    frame.addEventListener("mouseleave", function () {
+      if (frame.contentWindow) frame.contentWindow.postMessage({ type: "flattr-button-leave" }, options.base);
+    });
     return frame;
   }
 

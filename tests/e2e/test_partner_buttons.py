@@ -240,6 +240,12 @@ def test_partner_buttons_flattr_hook_verify_and_claim(browser: BrowserDriver,
     assert (first["className"], first["count"], first["popout"]) == ("compact", "0", "1")
     assert (state(page, two)["className"], state(page, two)["popout"]) == ("default", "0")
     assert state(page, three)["count"] == str(seeded["flattrs"]) and seeded["flattrs"] > 0
+    if isinstance(page, ChromiumPage):  # a real hover (BiDi cannot hover into a frame)
+        height = frame_sizes(page)[one.url][1]
+        one.hover("#button")
+        in_frame(page, one, "!document.getElementById('popout').hidden")
+        assert "Item one" in page.evaluate("document.getElementById('popout').textContent", one)
+        page.wait_for(f"document.querySelector('iframe').height > {height}")
     # The extension's content script stays off the partner page.
     assert page.session_extension() is None and page.events("flattr-installed") == []
 

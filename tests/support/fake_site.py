@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -116,9 +116,12 @@ class FakeSite:
         return int(self.site.rsplit(":", 1)[1]), int(self.api.rsplit(":", 1)[1])
 
     def host_resolver_rules(self) -> str:
-        """The Chromium ``--host-resolver-rules`` value mapping both names here."""
+        """The Chromium ``--host-resolver-rules`` value mapping both names here
+        (``http://api.flattr.com``, port 80, to the plain-HTTP button port)."""
         site_port, api_port = self.ports_in_use
-        return f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+        rules = f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+        http_port = urlsplit(self.api_http).port if self.api_http else None
+        return f"MAP api.flattr.com:80 127.0.0.1:{http_port}, {rules}" if http_port else rules
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None,
               query: dict[str, Any] | None = None, timeout: float = 70.0) -> Any:
