@@ -213,6 +213,9 @@ ARTICLES = """
 <a class="FlattrButton" style="display:none;" title="Item two"
    data-fvar-owner="twitter:user:id:123" data-fvar-category="software" data-fvar-popout="0"
    href="https://shop.example/item/2">Second item</a></article>
+<article><h2>Our blog</h2>
+<a class="FlattrButton" style="display:none;" title="Shop blog"
+   href="https://shop.example/blog">The shop's own blog</a></article>
 <article><h2>Someone's famous thing</h2>
 <a class="FlattrButton" style="display:none;" href="{seeded}">Seeded</a></article>
 """
@@ -223,16 +226,17 @@ def test_partner_buttons_flattr_hook_verify_and_claim(browser: BrowserDriver,
     site = partner.site
     seeded = api_get(site, f"/rest/v2/things/{SEEDED_THING}")
     loader = (partner.loader_base + "/js/0.6/load.js?mode=auto&https=1&uid=flattr"
-              "&category=text&language=en_GB&html5-key-prefix=data-fvar")
+              "&category=text&language=sv_SE&html5-key-prefix=data-fvar")
     url = partner.pages.put("/articles", partner_page(loader, ARTICLES.format(
         seeded=seeded["url"])))
     page = browser.open(url)
 
-    # They render: three HTTPS iframes (https=1), each with its count.
+    # They render: four HTTPS iframes (https=1), each with its count.
     one = frame_for(page, "item%2F1")
     two = frame_for(page, "item%2F2")
+    blog = frame_for(page, "shop.example%2Fblog")
     three = frame_for(page, "url=" + quote(seeded["url"], safe=""))
-    for frame in (one, two, three):
+    for frame in (one, two, blog, three):
         assert frame.url.startswith("https://api.flattr.com/button/view/?"), frame.url
         in_frame(page, frame, "document.body.dataset.state === 'ready'")
     assert page.evaluate("document.querySelectorAll('a.FlattrButton').length") == 0
@@ -240,6 +244,8 @@ def test_partner_buttons_flattr_hook_verify_and_claim(browser: BrowserDriver,
     assert (first["className"], first["count"], first["popout"]) == ("compact", "0", "1")
     assert (state(page, two)["className"], state(page, two)["popout"]) == ("default", "0")
     assert state(page, three)["count"] == str(seeded["flattrs"]) and seeded["flattrs"] > 0
+    # The loader's uid is the default owner; a button's own owner replaces it.
+    assert "uid=flattr" in blog.url and "uid=" not in one.url and "uid=" not in two.url
     if isinstance(page, ChromiumPage):  # a real hover (BiDi cannot hover into a frame)
         height = frame_sizes(page)[one.url][1]
         one.hover("#button")
@@ -268,7 +274,7 @@ def test_partner_buttons_flattr_hook_verify_and_claim(browser: BrowserDriver,
     assert (thing["url"], thing["title"], thing["description"], thing["tags"],
             thing["category"], thing["language"], thing["owner"], thing["flattrs"]) == (
         "https://shop.example/item/1", "Item one", "First item\nof the shop",
-        ["shoes", "red"], "text", "en_GB", None, 1)
+        ["shoes", "red"], "text", "sv_SE", None, 1)
 
     # The partner verifies its user's Flattr account: the pending thing is claimed.
     site.create_user("shopper")

@@ -292,3 +292,23 @@ def test_receiver_answers_with_scripted_statuses_and_the_fake_retries(site: Fake
         first = hooks.received("pendingclickcreate")[0]
         assert first.form == second.form and second.form["thing_owner_id"] == "twitter:user:id:77"
         assert [a["outcome"] for a in site.webhook_attempts(wait=2)] == ["HTTP 503", "HTTP 200"]
+
+
+def test_view_escapes_hostile_definitions(site: FakeSite) -> None:
+    hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    status, page = _view(site, url='https://h.example/?q="><script>alert(1)</script>',
+                         uid="flattr",
+                         title=hostile[:90], description=hostile)
+    assert status == 200 and _attr(page, "data-state") == "ready"
+    assert "<script>alert" not in page and "<img" not in page
+    assert page.count("<script") == 1  # only the button's own script
+    status, page = _view(site, url="https://h.example/", owner="facebook:" + hostile)
+    assert _attr(page, "data-error") == "unsupported_owner"
+    assert "<script>alert" not in page and page.count("<script") == 1
+
+
+def test_connect_escapes_and_never_echoes_a_hostile_origin(site: FakeSite) -> None:
+    origin = 'https://api.flattr.com"><script>alert(1)</script>'
+    answer = call(site, "GET", "/button/connect?" + urlencode({"origin": origin}),
+                  server="site")
+    assert answer.status == 400 and b"<script>alert" not in answer.body
