@@ -191,13 +191,20 @@ def _static(name: str, *, cors: bool = False) -> web.Response:
                         headers=headers)
 
 
-def _page(title: str, body: str, *, body_attrs: str, script: str,
-          status: int = 200) -> web.Response:
+# The button is made to be framed by any page; the connect window never is, and it
+# must keep its opener (the button iframe), so no COOP isolation there.
+FRAMEABLE = {"Content-Security-Policy": "frame-ancestors *"}
+NOT_FRAMEABLE = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY",
+                 "Cross-Origin-Opener-Policy": "unsafe-none"}
+
+
+def _page(title: str, body: str, *, body_attrs: str, script: str, status: int = 200,
+          headers: Mapping[str, str] = FRAMEABLE) -> web.Response:
     text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(title)}</title><link rel=\"stylesheet\" href=\"/button/button.css\">"
             f"</head><body {body_attrs}>{body}<script src=\"{script}\"></script></body></html>")
     return web.Response(status=status, text=text, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store", **headers})
 
 
 class ButtonViews:
@@ -274,7 +281,8 @@ class ButtonViews:
                 f'<button id="flattr" type="button" aria-describedby="count">Flattr</button>'
                 f'<span id="count" title="flattrs">{count}</span></div>'
                 f'<p id="message" role="status"></p>{popout}')
-        attrs = (f'class="{definition.button}" data-state="ready" data-count="{count}"'
+        # "loading" until button.js has wired the click (it then sets "ready").
+        attrs = (f'class="{definition.button}" data-state="loading" data-count="{count}"'
                  f' data-thing="{thing.id if thing else ""}"'
                  f' data-claimed="{str(claimed).lower()}"'
                  f' data-popout="{int(definition.popout)}"')
@@ -304,7 +312,7 @@ class ButtonViews:
             body = ('<p id="error" role="alert">This window must be opened by a Flattr button;'
                     f' origin {e(origin[:200])!s} is not a button origin.</p>')
             return _page("Flattr", body, body_attrs='data-state="error"',
-                         script="/button/connect.js", status=400)
+                         script="/button/connect.js", status=400, headers=NOT_FRAMEABLE)
         sid = request.cookies.get(SESSION_COOKIE)
         session = self.ctx.store.session(sid) if sid else None
         if session is None:
@@ -316,4 +324,4 @@ class ButtonViews:
         body = (f'<p id="connect" data-connect="{data}">Signed in to Flattr as'
                 f' <strong>{e(session.user.username)}</strong>. Returning to the button...</p>')
         return _page("Flattr", body, body_attrs='data-state="connecting"',
-                     script="/button/connect.js")
+                     script="/button/connect.js", headers=NOT_FRAMEABLE)

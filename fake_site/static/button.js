@@ -1,7 +1,8 @@
 // Script of the button iframe (/button/view/). A click flattrs through the REST
 // API with a token this iframe got from the flattr.com connect window (which
 // logs the user in first when needed); errors of the API are shown in the button.
-// State is in body[data-state]: ready, working, login, flattred, failed, error.
+// State is in body[data-state]: loading (until this script runs), ready, working,
+// login, flattred, failed; error for an invalid definition.
 (function () {
   "use strict";
   const body = document.body;
@@ -125,5 +126,6 @@
       if (event.source === window.parent && event.data && event.data.type === "flattr-button-leave") close();
     });
   }
+  body.dataset.state = "ready";
   postSize();
 })();

@@ -252,8 +252,9 @@ def test_partner_buttons_flattr_hook_verify_and_claim(browser: BrowserDriver,
         in_frame(page, one, "!document.getElementById('popout').hidden")
         assert "Item one" in page.evaluate("document.getElementById('popout').textContent", one)
         page.wait_for(f"document.querySelector('iframe').height > {height}")
-    # The extension's content script stays off the partner page.
+    # The extension's content script stays off the partner page and its buttons.
     assert page.session_extension() is None and page.events("flattr-installed") == []
+    assert page.events("flattr-installed", one) == []
 
     # A visitor who is not logged in clicks: Flattr asks to log in, then comes back
     # and the flattr is made.

@@ -120,7 +120,7 @@ def test_loader_served_on_https_and_http(site: FakeSite) -> None:
 
 def test_http_port_serves_buttons_only(site: FakeSite) -> None:
     status, _, text = _http_get(site.api_http, "/button/view/?url=https://a.example/&uid=flattr")
-    assert status == 200 and 'data-state="ready"' in text
+    assert status == 200 and 'data-state="loading"' in text
     with pytest.raises(urllib.error.HTTPError) as caught:
         _http_get(site.api_http, "/rest/v2/things/313733")
     assert caught.value.code == 404
@@ -143,10 +143,13 @@ def test_view_shows_the_count_of_an_existing_thing(site: FakeSite) -> None:
     thing = call(site, "GET", "/rest/v2/things/313733").json()
     status, page = _view(site, url=thing["url"], button="compact")
     assert status == 200
-    assert _attr(page, "data-state") == "ready" and _attr(page, "class") == "compact"
+    assert _attr(page, "data-state") == "loading" and _attr(page, "class") == "compact"
     assert _attr(page, "data-count") == str(thing["flattrs"]) and thing["flattrs"] > 0
     assert f'<span id="count" title="flattrs">{thing["flattrs"]}</span>' in page
     assert _attr(page, "data-thing") == "313733"
+    framed = call(site, "GET", "/button/view/?" + urlencode({"url": thing["url"]}))
+    assert framed.header("X-Frame-Options") is None
+    assert framed.header("Content-Security-Policy") == "frame-ancestors *"
 
 
 def test_view_of_a_new_thing_counts_zero_and_carries_its_auto_submit_url(site: FakeSite) -> None:
@@ -208,6 +211,8 @@ def _connect_token(site: FakeSite, username: str, origin: str) -> str:
     answer = call(site, "GET", "/button/connect?" + urlencode({"origin": origin}),
                   server="site", headers={"Cookie": cookie})
     assert answer.status == 200, answer.body
+    assert answer.header("X-Frame-Options") == "DENY"
+    assert answer.header("Cross-Origin-Opener-Policy") == "unsafe-none"
     data = html.unescape(re.search(rb'data-connect="([^"]*)"', answer.body)[1].decode())  # type: ignore[index]
     import json
 
@@ -299,7 +304,7 @@ def test_view_escapes_hostile_definitions(site: FakeSite) -> None:
     status, page = _view(site, url='https://h.example/?q="><script>alert(1)</script>',
                          uid="flattr",
                          title=hostile[:90], description=hostile)
-    assert status == 200 and _attr(page, "data-state") == "ready"
+    assert status == 200 and _attr(page, "data-state") == "loading"
     assert "<script>alert" not in page and "<img" not in page
     assert page.count("<script") == 1  # only the button's own script
     status, page = _view(site, url="https://h.example/", owner="facebook:" + hostile)
