@@ -113,6 +113,7 @@ class FakeSite:
         ctx = SiteContext(store=store, certs=certs, seeded=self.seed)
         self.ctx = ctx
         socks = [bind(p) for p in self.ports]
+        http_sock = bind(self.api_http_port)
         urls = [f"https://{HOST}:{s.getsockname()[1]}" for s in socks]
         ctx.endpoints.site, ctx.endpoints.api = urls[0], urls[1]
         tls = certs.server_context()
@@ -122,7 +123,6 @@ class FakeSite:
             await runner.setup()
             await web.SockSite(runner, sock, ssl_context=tls).start()
             self._runners.append(runner)
-        http_sock = bind(self.api_http_port)
         ctx.endpoints.api_http = f"http://{HOST}:{http_sock.getsockname()[1]}"
         runner = web.AppRunner(build_api_http_app(ctx), access_log=None,
                                shutdown_timeout=SHUTDOWN_TIMEOUT)

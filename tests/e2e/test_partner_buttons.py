@@ -331,6 +331,14 @@ def test_manual_mode_javascript_api_and_invalid_definitions(browser: BrowserDriv
     assert page.evaluate("document.querySelectorAll('iframe').length") == 0
     assert page.evaluate("FlattrLoader.setup().length") == 4
     page.evaluate(f"void (() => {{ {RENDER_JS} }})()")
+    bad_calls = page.evaluate("""[["nope", "append"], ["own-missing", "replace"],
+        [document.body, "inside"]].map(([target, how]) => {
+          try { FlattrLoader.render({url: 'https://b.example/x', uid: 'flattr'}, target, how);
+                return "rendered"; } catch (error) { return error.message; } })""")
+    assert bad_calls == ['FlattrLoader.render: no element "nope"',
+                         'FlattrLoader.render: no element "own-missing"',
+                         "FlattrLoader.render: insert method must be append, before or replace,"
+                         ' got "inside"'], bad_calls
     scheme = "http" if browser.name == "chromium" else "https"  # that of load.js
 
     errors = {

@@ -317,3 +317,14 @@ def test_connect_escapes_and_never_echoes_a_hostile_origin(site: FakeSite) -> No
     answer = call(site, "GET", "/button/connect?" + urlencode({"origin": origin}),
                   server="site")
     assert answer.status == 400 and b"<script>alert" not in answer.body
+
+
+def test_cli_rejects_a_busy_http_port() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(AssertionError, match=f"cannot listen on 127.0.0.1:{port}"):
+            FakeSite(seed=False, extra_args=("--api-http-port", str(port))).start()
