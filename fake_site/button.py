@@ -273,7 +273,10 @@ class ButtonViews:
         title = definition.title or (thing.title if thing else "") or definition.url
         popout = ""
         if definition.popout:
-            owner = definition.uid or ("unclaimed" if not claimed else "claimed")
+            owner_user = (self.ctx.store.user_by_id(thing.owner_id)
+                          if thing is not None and thing.owner_id is not None else None)
+            owner = (f"by {owner_user.username}" if owner_user else
+                     f"by {definition.uid}" if definition.uid else "not claimed yet")
             popout = (f'<div id="popout" hidden><strong>{e(title)}</strong>'
                       f'<p>{e((definition.description or "")[:200])}</p>'
                       f'<p class="owner">{e(owner)}</p></div>')

@@ -330,6 +330,9 @@ def test_manual_mode_javascript_api_and_invalid_definitions(browser: BrowserDriv
     # Manual mode: nothing happens until the page calls setup() / render().
     assert page.evaluate("document.querySelectorAll('iframe').length") == 0
     assert page.evaluate("FlattrLoader.setup().length") == 4
+    assert page.evaluate("FlattrLoader.setup().length") == 0  # each definition once
+    assert page.evaluate("new Promise((done) => FlattrLoader.addLoadEvent(() => done('ran')))"
+                         ) == "ran"  # after load: at once
     page.evaluate(f"void (() => {{ {RENDER_JS} }})()")
     bad_calls = page.evaluate("""[["nope", "append"], ["own-missing", "replace"],
         [document.body, "inside"]].map(([target, how]) => {

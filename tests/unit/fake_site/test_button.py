@@ -255,6 +255,7 @@ def test_partner_chain_without_a_browser(site: FakeSite) -> None:
     assert verified.status == 200
     _, page = _view(site, url="https://shop.example/item/7")
     assert _attr(page, "data-claimed") == "true" and _attr(page, "data-count") == "1"
+    assert '<p class="owner">by shopper</p>' in page
 
 
 # -- the web-hook receiver --------------------------------------------------------------
