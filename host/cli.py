@@ -238,7 +238,7 @@ def _status(options: Any) -> int:
 
     config, log, store = _open()
     with store:
-        tokens = TokenStore(store, config.key_path, log)
+        tokens = TokenStore(store, config.key_path, log, config.key_backend)
         state = build_state(StateStore(store, tokens), Queue(store), time.time())
     state["home"] = str(config.home)
     if options.json:
