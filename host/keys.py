@@ -434,7 +434,18 @@ _WIN_REASONS = {
 }
 
 
+_CREDENTIAL: Any = None
+
+
 def _credential_type() -> Any:
+    """wincred.h's CREDENTIALW (made once: ctypes compares pointer types by identity)."""
+    global _CREDENTIAL
+    if _CREDENTIAL is None:
+        _CREDENTIAL = _make_credential_type()
+    return _CREDENTIAL
+
+
+def _make_credential_type() -> Any:
     import ctypes
 
     class FileTime(ctypes.Structure):
@@ -590,7 +601,7 @@ class Keys:
         token_key = self._token_key_id()
         if (key is not None and not os.path.lexists(self._path)
                 and (token_key is None or token_key == _key_id(key))):
-            self._record(ring.name, f"{ring.name} reachable")
+            self._record(ring.name, f"{ring.name} reachable", same_backend_ok=True)
             return key  # the common case: nothing to create or move, no write lock
         with self._write_lock():  # serializes creating and moving across processes
             return self._settle(ring)
@@ -659,12 +670,16 @@ class Keys:
         row = self._store.conn.execute("SELECT key_id FROM token WHERE id = 1").fetchone()
         return None if row is None else str(row[0])
 
-    def _record(self, backend: str | None, reason: str, locked: bool = False) -> None:
-        """Keep (backend, reason) in ``kv`` when it changed (``locked``: inside a write)."""
+    def _record(self, backend: str | None, reason: str, locked: bool = False,
+                same_backend_ok: bool = False) -> None:
+        """Keep (backend, reason) in ``kv`` when it changed (``locked``: inside a write;
+        ``same_backend_ok``: keep the recorded reason if the backend is the same, e.g.
+        "key moved from token.key" stays until something else happens)."""
         value = backend or "none"
         rows = dict(self._store.conn.execute(
             "SELECT key, value FROM kv WHERE key IN ('key_backend', 'key_reason')").fetchall())
-        if rows.get("key_backend") == value and rows.get("key_reason") == reason:
+        if rows.get("key_backend") == value and (same_backend_ok
+                                                  or rows.get("key_reason") == reason):
             return
         level = self._log.info if backend in KEYRING_BACKENDS or "is file" in reason \
             else self._log.warning
