@@ -174,15 +174,16 @@ def entry_name(home: str) -> str:
     return os.path.realpath(home)
 
 
-def default_keyring(home: str) -> Keyring:
-    """This platform's keyring (it connects only when first used)."""
+def default_keyring(home: str, bus_address: str | None = None) -> Keyring:
+    """This platform's keyring (it connects only when first used). ``bus_address``:
+    the session bus on Linux, if not this process's ``DBUS_SESSION_BUS_ADDRESS``."""
     import sys
 
     if sys.platform == "darwin":
         return MacKeychain(entry_name(home))
     if sys.platform == "win32":
         return WindowsCredentials(entry_name(home))
-    return SecretService(entry_name(home))
+    return SecretService(entry_name(home), bus_address)
 
 
 class _TimedConnection:
@@ -218,22 +219,31 @@ class SecretService:
 
     name = "secret-service"
 
-    def __init__(self, account: str) -> None:
+    def __init__(self, account: str, address: str | None = None) -> None:
         self._attributes = {"service": SERVICE, "account": account}
+        self._address = address  # None: the process's DBUS_SESSION_BUS_ADDRESS
         self._conn: Any = None
         self._collection: Any = None
 
     def _open(self) -> Any:
         if self._collection is not None:
             return self._collection
-        if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        address = self._address or os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+        if not address:
             raise KeyUnavailable("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)")
         try:
             import secretstorage
+            from jeepney.io.blocking import open_dbus_connection
+            from secretstorage.util import add_match_rules
         except ImportError:
             raise KeyUnavailable("the secretstorage package is not installed") from None
         try:
-            self._conn = _TimedConnection(secretstorage.dbus_init())
+            try:
+                raw = open_dbus_connection(bus=address)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise KeyUnavailable(f"cannot connect to the session bus ({exc})") from None
+            self._conn = _TimedConnection(raw)
+            add_match_rules(self._conn)
             if not secretstorage.check_service_availability(self._conn):
                 raise KeyUnavailable("no Secret Service on the session bus")
             try:

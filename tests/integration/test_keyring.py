@@ -283,3 +283,29 @@ def test_a_key_file_emptied_under_a_stored_token_signs_out_then_in(delivery: Del
     deliver(delivery, host, "https://blog.example/short-key")
     assert list(delivery.home.glob("token.key.broken-*"))
     assert list(delivery.home.glob("token.broken-*.json"))
+
+
+@needs_keyring
+def test_doctor_names_the_backend_and_a_locked_keyring(delivery: Delivery,
+                                                       keyring: SecretServiceSession) -> None:
+    host = delivery.start(**ring_env(keyring))
+    host.close_stdin()
+    assert host.wait() == 0
+
+    def doctor() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "flattr_host", "doctor", "--skip-api", "--browser",
+             "chromium", "--user-data-dir", str(delivery.launcher.parent.parent)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "FLATTR_HOST_HOME": str(delivery.home), **ring_env(keyring)})
+        return done.stdout
+
+    report = doctor()
+    assert "ok    token key: secret-service (key_backend auto" in report, report
+    assert "ok    token decryptable: the stored token decrypts" in report, report
+    assert delivery.token not in report
+    keyring.lock()
+    report = doctor()
+    assert ("FAIL  token key: the host keeps the key in secret-service, but the Secret "
+            "Service's default collection is locked") in report, report
+    assert "fix: unlock the keyring" in report
