@@ -46,7 +46,7 @@ HELLO = "launcher answers hello"
 FLATPAK_PERMISSION = "flatpak permission"
 DATA_PERMISSIONS = "data directory permissions"
 STORE_READABLE = "store readable"
-TOKEN_KEY = "token key"
+TOKEN_KEY = "token key"  # noqa: S105 - a check name
 TOKEN_DECRYPTABLE = "token decryptable"  # noqa: S105 - a check name
 API_REACHABLE = "API reachable"
 
