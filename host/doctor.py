@@ -544,11 +544,12 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
         from flattr_host import keys
 
         bus = env.get("DBUS_SESSION_BUS_ADDRESS")
-        key_check, found = check_key(Path(config.db_path), Path(config.key_path),
+        key_check, key_found = check_key(Path(config.db_path), Path(config.key_path),
                                      config.key_backend,
                                      lambda home: keys.default_keyring(home, bus))
         data.checks.append(key_check)
-        data.checks.append(check_token(Path(config.db_path), Path(config.key_path), found))
+        data.checks.append(check_token(Path(config.db_path), Path(config.key_path),
+                                       key_found))
     else:
         data.skipped += [TOKEN_KEY, TOKEN_DECRYPTABLE]
     sections: list[Section] = []

@@ -233,7 +233,7 @@ class SecretService:
             raise KeyUnavailable("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)")
         try:
             import secretstorage
-            from jeepney.io.blocking import open_dbus_connection
+            from jeepney.io.blocking import open_dbus_connection  # type: ignore[import-untyped]
             from secretstorage.util import add_match_rules
         except ImportError:
             raise KeyUnavailable("the secretstorage package is not installed") from None
