@@ -241,7 +241,8 @@ class SecretService:
             try:
                 raw = open_dbus_connection(bus=address)
             except (OSError, ValueError, RuntimeError) as exc:
-                raise KeyUnavailable(f"cannot connect to the session bus ({exc})") from None
+                raise KeyUnavailable(f"the Secret Service cannot be reached: the session bus "
+                                     f"did not accept a connection ({exc})") from None
             self._conn = _TimedConnection(raw)
             add_match_rules(self._conn)
             if not secretstorage.check_service_availability(self._conn):
