@@ -241,7 +241,9 @@ class Service:
         return {"queued": queued, "page": page}
 
     def close(self) -> None:
-        """Save attention and stop its timer (the message loop is shutting down)."""
+        """Save attention and stop its timer, release the keyring connection (the
+        message loop is shutting down)."""
         if self._attention is not None:
             self._attention.close()
             self._attention = None
+        self.tokens.close()
