@@ -535,3 +535,50 @@ def test_remove_keyring_entry(world: World) -> None:
         "secret-service", True)
     assert keys.remove_keyring_entry(str(world.home), lambda _h: world.ring) == (
         "secret-service", False)
+
+
+# -- doctor and status ---------------------------------------------------------------------
+
+def test_doctor_key_check_names_backend_and_reason(world: World) -> None:
+    from flattr_host import doctor
+
+    db, key_path = world.home / "host.db", world.key_file
+    check, found = doctor.check_key(db, key_path, "auto", lambda _h: world.ring)
+    assert check.ok and "none yet" in check.detail and found == (None, None)
+    world.sign_in(world.tokens())
+    check, found = doctor.check_key(db, key_path, "auto", lambda _h: world.ring)
+    assert check.ok and check.detail.startswith("secret-service (key_backend auto")
+    assert doctor.check_token(db, key_path, found).ok
+    world.ring.unavailable = "the Secret Service's default collection is locked"
+    check, found = doctor.check_key(db, key_path, "auto", lambda _h: world.ring)
+    assert not check.ok and "keeps the key in secret-service, but" in check.detail
+    assert "unlock the keyring" in check.fix
+    assert not doctor.check_token(db, key_path, found).ok
+
+
+def test_doctor_key_check_with_the_file(world: World) -> None:
+    from flattr_host import doctor
+
+    world.sign_in(world.tokens("file"))
+    db, key_path = world.home / "host.db", world.key_file
+    check, found = doctor.check_key(db, key_path, "file", lambda _h: world.ring)
+    assert check.ok and check.detail.startswith("file (key_backend file")
+    assert doctor.check_token(db, key_path, found).ok
+    key_path.write_bytes(b"")
+    check, _ = doctor.check_key(db, key_path, "file", lambda _h: world.ring)
+    assert not check.ok and "holds 0 bytes, not a key" in check.detail
+    assert world.ring.calls == 0
+
+
+def test_status_shows_the_key_backend(home: Path) -> None:
+    env = {**os.environ, "FLATTR_HOST_HOME": str(home), "FLATTR_KEY_BACKEND": "file"}
+    code = ("from flattr_host import config; from flattr_host.logs import Logger; "
+            "from flattr_host.store import Store; from flattr_host.token_store import "
+            "TokenStore; from flattr_host.state import StateStore, TokenStored; "
+            "c = config.load(); s = Store(c.db_path, Logger(None)); "
+            "StateStore(s, TokenStore(s, c.key_path, Logger(None), 'file'))"
+            ".apply(TokenStored(True), token='t0k3n')")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    out = subprocess.run([sys.executable, "-m", "flattr_host", "status"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "token key        file (key_backend is file)" in out
