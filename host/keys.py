@@ -734,9 +734,11 @@ def peek(key_path: str, mode: str,
         except KeyUnavailable as exc:
             reason = str(exc)
         else:
-            if entry is not None:
-                return decode_secret(entry), ring.name, f"{ring.name} holds the key"
-            reason = f"{ring.name} holds no key for {entry_name(home)}"
+            key = decode_secret(entry) if entry is not None else None
+            if key is not None:
+                return key, ring.name, f"{ring.name} holds the key"
+            reason = (f"{ring.name} holds no key for {entry_name(home)}" if entry is None
+                      else f"the {ring.name} entry for {entry_name(home)} is not a key")
         finally:
             ring.close()
     if mode == "keyring":
