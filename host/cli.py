@@ -224,8 +224,12 @@ def _purge_key() -> int:
     try:
         backend, removed = remove_keyring_entry(config.home)
     except KeyUnavailable as exc:
-        sys.stderr.write(f"flattr-host: cannot remove the token key from the keyring: {exc}\n")
-        return 1
+        if config.key_backend == "keyring" or _recorded_backend(config.db_path) != "file":
+            sys.stderr.write(f"flattr-host: cannot remove the token key from the keyring: "
+                             f"{exc}\n")
+            return 1
+        print(f"the keyring cannot be reached ({exc}); the host kept its key in the file")
+        return 0
     print(f"removed the token key from {backend}" if removed
           else f"no token key in {backend}")
     return 0
@@ -249,6 +253,24 @@ def _inspect(options: Any) -> int:
     return inspector.client_main(options)
 
 # -- end of issue 7 handlers -----------------------------------------------------------
+
+
+def _recorded_backend(db_path: str) -> str | None:
+    """The key backend the host last recorded, read-only (None: unknown)."""
+    import os
+    import sqlite3
+
+    if not os.path.exists(db_path):
+        return "file"  # no store: no host ever made a key
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM kv WHERE key = 'key_backend'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return "file" if row is None or row[0] in ("file", "none") else str(row[0])
 
 
 def _status(options: Any) -> int:

@@ -582,3 +582,22 @@ def test_status_shows_the_key_backend(home: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "flattr_host", "status"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "token key        file (key_backend is file)" in out
+
+
+def test_uninstall_purge_without_a_reachable_keyring(tmp_path: Path) -> None:
+    """No session bus: a host that kept its key in the file leaves nothing to purge
+    (exit 0, said so); one that recorded the keyring gets a clear error (exit 1)."""
+    home = tmp_path / "data"
+    env = {**os.environ, "FLATTR_HOST_HOME": str(home)}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    command = [sys.executable, "-m", "flattr_host", "uninstall", "--purge", "--browser",
+               "chromium", "--user-data-dir", str(tmp_path / "profile")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "the keyring cannot be reached" in done.stdout
+    home.mkdir()
+    log = Logger(None)
+    with Store(home / "host.db", log) as store:
+        store.conn.execute("INSERT INTO kv VALUES ('key_backend', 'secret-service')")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot remove the token key from the keyring: no D-Bus session bus" in done.stderr
