@@ -601,3 +601,37 @@ def test_uninstall_purge_without_a_reachable_keyring(tmp_path: Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "cannot remove the token key from the keyring: no D-Bus session bus" in done.stderr
+
+
+@pytest.mark.parametrize("address", ["garbage", "unix:path=/nonexistent/bus",
+                                     "unix:abstract=flattr-test-nobody-listens"])
+def test_a_bad_bus_address_is_unavailable(address: str) -> None:
+    with pytest.raises(KeyUnavailable, match="Secret Service"):
+        keys.SecretService("/some/home", address).get()
+
+
+def test_a_secret_service_that_never_answers_does_not_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real session bus on which something owns org.freedesktop.secrets and never
+    replies: the call gives up after CALL_TIMEOUT_S (shortened here)."""
+    import shutil
+
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("dbus-daemon is not installed (run `make keyring`)")
+    from jeepney import DBus
+    from jeepney.io.blocking import open_dbus_connection
+
+    daemon = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert daemon.stdout is not None
+        address = daemon.stdout.readline().strip()
+        squatter = open_dbus_connection(bus=address)
+        squatter.send_and_get_reply(DBus().RequestName("org.freedesktop.secrets"))
+        monkeypatch.setattr(keys, "CALL_TIMEOUT_S", 0.5)
+        with pytest.raises(KeyUnavailable, match="did not answer in time"):
+            keys.SecretService("/some/home", address).get()
+        squatter.close()
+    finally:
+        daemon.kill()
+        daemon.wait(10)
