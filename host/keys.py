@@ -336,7 +336,7 @@ _MAC_REASONS = {
 class MacKeychain:
     """A generic password in the user's default Keychain, through Security.framework
     (ctypes: no dependency). Service ``flattr-companion``, account = the data
-    directory.
+    directory. User interaction is switched off, so nothing ever prompts.
     """
 
     name = "macos-keychain"
@@ -346,6 +346,7 @@ class MacKeychain:
         self._service = SERVICE.encode()
         self._account = account.encode()
         self._lib = lib
+        self._quiet = False
 
     def _security(self) -> Any:
         if self._lib is None:
@@ -366,11 +367,18 @@ class MacKeychain:
             lib.SecKeychainItemDelete.argtypes = [vp]
             lib.SecKeychainItemFreeContent.argtypes = [vp, vp]
             lib.CFRelease.argtypes = [vp]
+            lib.SecKeychainSetUserInteractionAllowed.argtypes = [ctypes.c_ubyte]
             for function in ("SecKeychainFindGenericPassword", "SecKeychainAddGenericPassword",
                              "SecKeychainItemModifyAttributesAndData", "SecKeychainItemDelete",
-                             "SecKeychainItemFreeContent"):
+                             "SecKeychainItemFreeContent", "SecKeychainSetUserInteractionAllowed"):
                 getattr(lib, function).restype = ctypes.c_int32
             self._lib = lib
+        if not self._quiet:
+            # No dialog ever (unlock the Keychain, allow access): a locked Keychain
+            # answers errSecInteractionNotAllowed at once instead of waiting for a
+            # click behind the browser. Process-wide, and the host never shows UI.
+            self._lib.SecKeychainSetUserInteractionAllowed(0)
+            self._quiet = True
         return self._lib
 
     def _check(self, status: int) -> None:

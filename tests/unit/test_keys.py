@@ -352,6 +352,7 @@ class FakeSecurity:
         self.status: int | None = None  # force an OSStatus (locked, denied)
         self.released = 0
         self.freed = 0
+        self.interaction: list[int] = []
 
     def SecKeychainFindGenericPassword(self, keychain: Any, slen: int, service: bytes,
                                        alen: int, account: bytes, length: Any, data: Any,
@@ -398,6 +399,10 @@ class FakeSecurity:
     def CFRelease(self, item: Any) -> None:
         self.released += 1
 
+    def SecKeychainSetUserInteractionAllowed(self, allowed: int) -> int:
+        self.interaction.append(allowed)
+        return 0
+
 
 def test_macos_keychain_stores_reads_replaces_and_deletes() -> None:
     security = FakeSecurity()
@@ -409,6 +414,7 @@ def test_macos_keychain_stores_reads_replaces_and_deletes() -> None:
     assert ring.get() == b"second" and len(security.items) == 1
     assert ring.delete() is True and ring.get() is None and ring.delete() is False
     assert security.freed == 2 and security.released >= 3
+    assert security.interaction == [0]  # no dialog, ever; switched off once
     (service, account), = [(b"flattr-companion",
                             b"/Users/a/Library/Application Support/flattr-companion")]
     assert service == keys.SERVICE.encode() and account.startswith(b"/Users/a")
