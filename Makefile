@@ -9,9 +9,9 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv browsers chromium firefox lint unit e2e test demo bench clean package
+.PHONY: setup venv browsers chromium firefox keyring lint unit e2e test demo bench clean package
 
-setup: venv browsers
+setup: venv browsers keyring
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ chromium:
 
 firefox:
 	@command -v firefox-esr >/dev/null || { echo "installing firefox-esr (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq firefox-esr >/dev/null; } || echo "WARNING: firefox-esr could not be installed; Firefox tests will be skipped"
+
+# A real Secret Service for the keyring tests (tests/support/secret_service.py):
+# gnome-keyring on a private session bus started by the tests with dbus-run-session.
+keyring:
+	@{ command -v gnome-keyring-daemon && command -v dbus-run-session && command -v secret-tool; } >/dev/null || { echo "installing gnome-keyring (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq gnome-keyring libsecret-tools dbus >/dev/null; } || echo "WARNING: gnome-keyring could not be installed; Secret Service tests will be skipped"
 
 lint: venv
 	$(VENV)/bin/ruff check host fake_site tests bench demo extension

@@ -80,6 +80,9 @@ def _parser() -> Any:
 
     uninstall = sub.add_parser("uninstall", help="remove what install wrote")
     _location_options(uninstall, browsers)
+    uninstall.add_argument("--purge", action="store_true",
+                           help="also remove the token's key from the OS keyring "
+                                "(signs every browser out of this data directory)")
     uninstall.set_defaults(func=_uninstall)
 
     doctor = sub.add_parser("doctor", help="check every link from browser to host and API")
@@ -204,6 +207,31 @@ def _uninstall(options: Any) -> int:
         print(f"removed {path}")
     if not removed:
         print("nothing to remove")
+    if options.purge:
+        return _purge_key()
+    return 0
+
+
+def _purge_key() -> int:
+    """Remove the data directory's keyring entry (the key file goes with the folder)."""
+    from flattr_host import config as config_mod
+    from flattr_host.keys import KeyUnavailable, remove_keyring_entry
+
+    config = config_mod.load()
+    if config.key_backend == "file":
+        print("key_backend is file: no keyring entry to remove")
+        return 0
+    try:
+        backend, removed = remove_keyring_entry(config.home)
+    except KeyUnavailable as exc:
+        if config.key_backend == "keyring" or _recorded_backend(config.db_path) != "file":
+            sys.stderr.write(f"flattr-host: cannot remove the token key from the keyring: "
+                             f"{exc}\n")
+            return 1
+        print(f"the keyring cannot be reached ({exc}); the host kept its key in the file")
+        return 0
+    print(f"removed the token key from {backend}" if removed
+          else f"no token key in {backend}")
     return 0
 
 
@@ -227,6 +255,24 @@ def _inspect(options: Any) -> int:
 # -- end of issue 7 handlers -----------------------------------------------------------
 
 
+def _recorded_backend(db_path: str) -> str | None:
+    """The key backend the host last recorded, read-only (None: unknown)."""
+    import os
+    import sqlite3
+
+    if not os.path.exists(db_path):
+        return "file"  # no store: no host ever made a key
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM kv WHERE key = 'key_backend'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return "file" if row is None or row[0] in ("file", "none") else str(row[0])
+
+
 def _status(options: Any) -> int:
     import json
     import time
@@ -238,7 +284,7 @@ def _status(options: Any) -> int:
 
     config, log, store = _open()
     with store:
-        tokens = TokenStore(store, config.key_path, log)
+        tokens = TokenStore(store, config.key_path, log, config.key_backend)
         state = build_state(StateStore(store, tokens), Queue(store), time.time())
     state["home"] = str(config.home)
     if options.json:
@@ -248,6 +294,9 @@ def _status(options: Any) -> int:
     print(f"data directory   {state['home']}")
     print(f"signed in        {'yes' if state['authenticated'] else 'no'}")
     print(f"subscription     {'active' if state['subscription']['active'] else 'inactive'}")
+    key = state["key"]
+    print(f"token key        {key['backend'] or 'none yet'}"
+          + (f" ({key['reason']})" if key["reason"] else ""))
     print(f"queue            {q['pending']} pending, {q['inFlight']} in flight, "
           f"{q['failed']} failed, {q['expired']} expired")
     if q["paused"]:

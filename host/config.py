@@ -26,6 +26,9 @@ CHROMIUM_EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
 FIREFOX_EXTENSION_ID = "companion@flattr-companion.example"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Where the token's key is kept (flattr_host.keys): the OS keyring if reachable, else
+#: the file; the keyring only; the file only.
+KEY_BACKENDS = ("auto", "keyring", "file")
 
 
 def default_home() -> str:
@@ -63,6 +66,7 @@ class Config:
     inspect: bool = False
     attention_scale: float = 1.0
     attention_max_age_s: float = 90 * 86400.0
+    key_backend: str = "auto"
 
     def __init__(self, **values: Any) -> None:
         for name, value in values.items():
@@ -123,6 +127,7 @@ ENV = {
     "FLATTR_INSPECT": "inspect",
     "FLATTR_ATTENTION_SCALE": "attention_scale",
     "FLATTR_ATTENTION_MAX_AGE_S": "attention_max_age_s",
+    "FLATTR_KEY_BACKEND": "key_backend",
 }
 
 
@@ -170,6 +175,10 @@ def _validate(config: Config) -> Config:
     if not 0 < config.attention_scale <= 1:
         raise ConfigError(
             f"attention_scale {config.attention_scale} must be above 0 and at most 1"
+        )
+    if config.key_backend not in KEY_BACKENDS:
+        raise ConfigError(
+            f"key_backend {config.key_backend!r} is not one of {', '.join(KEY_BACKENDS)}"
         )
     if not config.api_base.startswith(("https://", "http://")):
         raise ConfigError(f"api_base {config.api_base!r} must be an http(s) URL")

@@ -5,7 +5,8 @@ browser reads first, is valid JSON, names this host, is of type stdio, points at
 an absolute, executable launcher, allows the extension, and the launcher -- run
 exactly as the browser runs it (its argv, cwd = the launcher's folder) -- answers
 ``hello`` within a time limit. Then, once: data directory permissions (0700 and
-0600), the store opens read-only, the stored token decrypts (it is never printed),
+0600), the store opens read-only, which backend holds the token's key (the OS
+keyring or the file) and why, the stored token decrypts (it is never printed),
 and the API answers over HTTPS with the configured CA bundle.
 
 Each check prints ``ok`` or ``FAIL`` with the exact fix; a browser's chain stops
@@ -45,6 +46,7 @@ HELLO = "launcher answers hello"
 FLATPAK_PERMISSION = "flatpak permission"
 DATA_PERMISSIONS = "data directory permissions"
 STORE_READABLE = "store readable"
+TOKEN_KEY = "token key"  # noqa: S105 - a check name
 TOKEN_DECRYPTABLE = "token decryptable"  # noqa: S105 - a check name
 API_REACHABLE = "API reachable"
 
@@ -366,8 +368,62 @@ def check_store(db: Path) -> Check:
     return Check(STORE_READABLE, True, f"{db} (schema {version})")
 
 
-def check_token(db: Path, key_path: Path) -> Check:
-    """Decrypt the stored token without printing or keeping it."""
+def _read_kv(db: Path) -> tuple[dict[str, str], bool]:
+    """(the key's kv rows, whether a token row exists), read-only."""
+    conn = _open_ro(db)
+    try:
+        rows = dict(conn.execute("SELECT key, value FROM kv WHERE key IN "
+                                 "('key_backend', 'key_reason')").fetchall())
+        token = conn.execute("SELECT 1 FROM token WHERE id = 1").fetchone() is not None
+    finally:
+        conn.close()
+    return rows, token
+
+
+def check_key(db: Path, key_path: Path, mode: str,
+              keyring_factory: Any = None) -> tuple[Check, tuple[bytes | None, str | None]]:
+    """Which backend holds the token's key and why; (check, (key, backend)) for
+    :func:`check_token`. Looks in the keyring without creating or moving anything."""
+    import sqlite3
+
+    from flattr_host import keys
+
+    factory = keyring_factory or keys.default_keyring
+    key, backend, reason = keys.peek(str(key_path), mode, factory)
+    recorded: dict[str, str] = {}
+    has_token = False
+    if db.exists():
+        try:
+            recorded, has_token = _read_kv(db)
+        except sqlite3.Error:
+            pass
+    noted = recorded.get("key_backend")
+    why = f"; the host noted: {recorded['key_reason']}" if recorded.get("key_reason") else ""
+    unlock = ("unlock the keyring (log in to the desktop session; for a headless session "
+              "run `gnome-keyring-daemon --unlock`), or sign in again on flattr.com: the "
+              "host then keeps a new key"
+              + (" in token.key" if mode == "auto" else ""))
+    if key is not None:
+        return Check(TOKEN_KEY, True, f"{backend} (key_backend {mode}: {reason}){why}"), \
+            (key, backend)
+    if noted in keys.KEYRING_BACKENDS and has_token:
+        return Check(TOKEN_KEY, False, f"the host keeps the key in {noted}, but {reason}",
+                     unlock), (None, None)
+    if backend == "file":  # a key file that is not a key
+        return Check(TOKEN_KEY, not has_token, reason,
+                     "sign in again on flattr.com (the host sets the broken file aside)"), \
+            (None, None)
+    if has_token:
+        return Check(TOKEN_KEY, False, f"no key for the stored token ({reason})",
+                     unlock if mode != "file" else "sign in again on flattr.com"), (None, None)
+    return Check(TOKEN_KEY, True, f"none yet: made at the first sign-in (key_backend {mode}: "
+                                  f"{reason})"), (None, None)
+
+
+def check_token(db: Path, key_path: Path,
+                found: tuple[bytes | None, str | None] | None = None) -> Check:
+    """Decrypt the stored token without printing or keeping it. ``found``: the key and
+    its backend from :func:`check_key`; without it, the key file is read."""
     import sqlite3
 
     from flattr_host.token_store import AAD, KEY_BYTES, _key_id
@@ -387,13 +443,22 @@ def check_token(db: Path, key_path: Path) -> Check:
                      "fix the store first")
     if row is None:
         return Check(TOKEN_DECRYPTABLE, True, "no token stored (signed out)")
-    try:
-        key = key_path.read_bytes()
-    except OSError as exc:
-        return Check(TOKEN_DECRYPTABLE, False, f"{key_path}: {exc.strerror or exc}", sign_in)
+    where = str(key_path)
+    if found is not None:
+        key, backend = found
+        if key is None:
+            return Check(TOKEN_DECRYPTABLE, False, "no usable key (see the token key check)",
+                         sign_in)
+        where = str(key_path) if backend == "file" else f"the key in {backend}"
+    else:
+        try:
+            key = key_path.read_bytes()
+        except OSError as exc:
+            return Check(TOKEN_DECRYPTABLE, False, f"{key_path}: {exc.strerror or exc}",
+                         sign_in)
     if len(key) != KEY_BYTES or row[0] != _key_id(key):
         return Check(TOKEN_DECRYPTABLE, False,
-                     f"the token was encrypted with another key than {key_path}", sign_in)
+                     f"the token was encrypted with another key than {where}", sign_in)
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -476,9 +541,17 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
     store = check_store(Path(config.db_path))
     data.checks += [check_permissions(Path(config.home)), store]
     if store.ok:
-        data.checks.append(check_token(Path(config.db_path), Path(config.key_path)))
+        from flattr_host import keys
+
+        bus = env.get("DBUS_SESSION_BUS_ADDRESS")
+        key_check, key_found = check_key(Path(config.db_path), Path(config.key_path),
+                                     config.key_backend,
+                                     lambda home: keys.default_keyring(home, bus))
+        data.checks.append(key_check)
+        data.checks.append(check_token(Path(config.db_path), Path(config.key_path),
+                                       key_found))
     else:
-        data.skipped.append(TOKEN_DECRYPTABLE)
+        data.skipped += [TOKEN_KEY, TOKEN_DECRYPTABLE]
     sections: list[Section] = []
     for browser in browsers:
         ids = firefox_ids if inst.browser_info(browser).family == "firefox" else chromium_ids

@@ -261,7 +261,8 @@ def _host_queries(config: Config, log: Logger) -> Callable[[str], dict[str, Any]
         if "store" not in opened:
             store = Store(config.db_path, log)
             opened["store"] = store
-            opened["states"] = StateStore(store, TokenStore(store, config.key_path, log))
+            tokens = TokenStore(store, config.key_path, log, config.key_backend)
+            opened["states"] = StateStore(store, tokens)
             opened["queue"] = Queue(store)
         if name == "queue":
             counts: dict[str, Any] = opened["queue"].counts()

@@ -38,11 +38,13 @@ RECHECK_S = 0.05
 
 def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
     """The protocol's State object (docs/protocol.md#state), read from the store."""
-    return render_state(states.read(), queue.counts(), now)
+    return render_state(states.read(), queue.counts(), now, states.key_location())
 
 
-def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict[str, Any]:
-    """The State object from a snapshot and queue counts; pure (time-dependent pause)."""
+def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
+                 key: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """The State object from a snapshot, queue counts and where the token's key is
+    (``TokenStore.location``); pure (time-dependent pause)."""
     paused = snapshot.paused(now)
     next_at: float | None
     if paused in ("signed_out", "subscription_inactive") or not counts["pending"]:
@@ -63,6 +65,7 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict
             "paused": paused,
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
+        "key": key or {"backend": None, "reason": None},
     }
 
 
@@ -84,10 +87,10 @@ class Service:
         self._waker = waker
         self._clock = clock
         self._store = store
-        self._cached: tuple[int, Snapshot, dict[str, Any]] | None = None
+        self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any]] | None = None
         self._checked_at = 0.0
         self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
-        self.tokens = TokenStore(store, config.key_path, log)
+        self.tokens = TokenStore(store, config.key_path, log, config.key_backend)
         self.states = StateStore(store, self.tokens)
         self.queue = Queue(store)
         self._handlers: dict[type, Callable[[Any], dict[str, Any]]] = {
@@ -127,13 +130,14 @@ class Service:
             version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
             self._checked_at = now
             if cached is None or cached[0] != version:
-                cached = self._cached = (version, self.states.read(), self.queue.counts())
+                cached = self._cached = (version, self.states.read(), self.queue.counts(),
+                                         self.tokens.location())
                 self._rendered = None
         snapshot = cached[1]
         if snapshot.rate_limited_until is not None and now < snapshot.rate_limited_until:
-            return render_state(snapshot, cached[2], now)  # the pause depends on the time
+            return render_state(snapshot, cached[2], now, cached[3])  # pause depends on time
         if self._rendered is None:
-            self._rendered = render_state(snapshot, cached[2], now)
+            self._rendered = render_state(snapshot, cached[2], now, cached[3])
         return self._rendered
 
     def invalidate(self) -> None:
@@ -237,7 +241,9 @@ class Service:
         return {"queued": queued, "page": page}
 
     def close(self) -> None:
-        """Save attention and stop its timer (the message loop is shutting down)."""
+        """Save attention and stop its timer, release the keyring connection (the
+        message loop is shutting down)."""
         if self._attention is not None:
             self._attention.close()
             self._attention = None
+        self.tokens.close()

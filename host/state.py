@@ -144,6 +144,10 @@ class StateStore:
         """The current snapshot (cheap: no decryption)."""
         return self._read(self._store.conn)
 
+    def key_location(self) -> dict[str, str | None]:
+        """Which backend holds the token's key, and why (``TokenStore.location``)."""
+        return self._tokens.location()
+
     def _read(self, conn: sqlite3.Connection) -> Snapshot:
         rows = dict(
             conn.execute(

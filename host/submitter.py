@@ -115,7 +115,8 @@ class Submitter:
             with Store(self._config.db_path, self._log) as store, \
                     Store(self._config.db_path, self._log) as renew_store:
                 self._renew_queue = Queue(renew_store)
-                tokens = TokenStore(store, self._config.key_path, self._log)
+                tokens = TokenStore(store, self._config.key_path, self._log,
+                                    self._config.key_backend)
                 states = StateStore(store, tokens)
                 queue = Queue(store)
                 client = self._client_factory() if self._client_factory else ApiClient(
@@ -127,6 +128,7 @@ class Submitter:
                         pass
                 finally:
                     client.close()
+                    tokens.close()
         except Exception as exc:
             self._log.exception("submitter stopped by an internal error", exc)
 

@@ -1,7 +1,8 @@
-"""The access token at rest: AES-GCM ciphertext in the store, key in its own file.
+"""The access token at rest: AES-GCM ciphertext in the store, the key apart from it.
 
-The key is 32 random bytes in ``token.key`` (mode 0600) beside the database, so a
-copy of the database alone reveals nothing. The row records which key encrypted it
+The key is 32 random bytes in the OS keyring or in ``token.key`` (mode 0600) beside
+the database (:mod:`flattr_host.keys`, setting ``key_backend``), so a copy of the
+database alone reveals nothing. The row records which key encrypted it
 (``key_id``, a hash prefix of the key). ``hello`` is answered from the row's presence
 alone, without ``cryptography`` or ``hashlib``; the submitter decrypts the token
 right after the first reply, and a token that fails then is discarded and a state
@@ -18,11 +19,10 @@ import json
 import os
 import time
 
-from flattr_host.errors import StoreError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from typing import Any
 
     from flattr_host.logs import Logger
     from flattr_host.store import Store
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 KEY_BYTES = 32
 NONCE_BYTES = 12
 AAD = b"flattr-companion token v1"
+#: Names of the OS keyrings that can hold the key (``kv.key_backend``; docs/protocol.md).
+KEYRING_BACKENDS = ("secret-service", "macos-keychain", "windows-credentials")
 
 
 def _key_id(key: bytes) -> str:
@@ -38,71 +40,65 @@ def _key_id(key: bytes) -> str:
     return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return b""
-
-
 def load_or_create_key(path: str | os.PathLike[str], log: Logger) -> bytes:
-    """Read the key file, creating it atomically (safe across processes) if missing.
+    """Read ``token.key``, creating it atomically (safe across processes) if missing.
 
-    A key file of the wrong size is moved aside and replaced: tokens encrypted with
-    it are lost (signed out), which is the documented outcome of a broken store.
+    A key file that is empty, of the wrong size or unreadable is moved aside and
+    replaced (:func:`flattr_host.keys.read_file_key`): tokens sealed with it are
+    lost (signed out), which is the documented outcome of a broken store.
     """
-    path = os.fspath(path)
-    for _ in range(3):
-        key = _read(path)
-        if len(key) == KEY_BYTES:
-            return key
-        if key:
-            aside = f"{path}.broken-{int(time.time())}"
-            log.error("token key file has the wrong size; moved aside",
-                      size=len(key), expected=KEY_BYTES, path=aside)
-            os.replace(path, aside)
-        # Write a complete file under a temporary name, then link it into place:
-        # link() fails if another process won the race, and then we read theirs.
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, os.urandom(KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    raise StoreError(f"{path}: cannot create a usable key file")
+    from flattr_host.keys import load_or_create_file_key
+
+    return load_or_create_file_key(os.fspath(path), log)
 
 
 class TokenStore:
     """Save, load and erase the one access token. Each call is its own transaction."""
 
-    def __init__(self, store: Store, key_path: str | os.PathLike[str], log: Logger) -> None:
+    def __init__(self, store: Store, key_path: str | os.PathLike[str], log: Logger,
+                 key_backend: str = "auto") -> None:
         self._store = store
         self._key_path = os.fspath(key_path)
         self._log = log
-        self._key: bytes | None = None
+        self._key_backend = key_backend
+        self._keys: Any = None  # flattr_host.keys.Keys, made when a key is first needed
 
     def _get_key(self) -> bytes:
-        if self._key is None:
-            self._key = load_or_create_key(self._key_path, self._log)
-        return self._key
+        """The key, looked up at every use (docs/architecture.md, the token's key)."""
+        if self._keys is None:
+            from flattr_host.keys import Keys  # never on the hello path
+
+            self._keys = Keys(self._store, self._key_path, self._key_backend, self._log)
+        key: bytes = self._keys.get()
+        return key
 
     def present(self) -> bool:
-        """True when a token row and a key file exist (cheap: nothing is decrypted).
+        """True when a token row exists and so does its key, as far as can be told
+        without touching a keyring: a key file, or a keyring recorded as holding it.
 
-        A row encrypted with another key counts as present until :meth:`load`
-        finds out and discards it.
+        A row encrypted with another key (or whose keyring entry is gone) counts as
+        present until :meth:`load` finds out and discards it.
         """
-        row = self._store.conn.execute("SELECT 1 FROM token WHERE id = 1").fetchone()
-        return row is not None and os.path.exists(self._key_path)
+        row = self._store.conn.execute(
+            "SELECT (SELECT 1 FROM token WHERE id = 1), "
+            "(SELECT value FROM kv WHERE key = 'key_backend')").fetchone()
+        if row[0] is None:
+            return False
+        return row[1] in KEYRING_BACKENDS or os.path.exists(self._key_path)
+
+    def location(self) -> dict[str, str | None]:
+        """``{"backend", "reason"}``: where the key was last found and why, as recorded
+        by :mod:`flattr_host.keys` (``backend`` None: no key yet, or none usable)."""
+        rows = dict(self._store.conn.execute(
+            "SELECT key, value FROM kv WHERE key IN ('key_backend', 'key_reason')").fetchall())
+        backend = rows.get("key_backend")
+        return {"backend": None if backend in (None, "none") else str(backend),
+                "reason": rows.get("key_reason")}
+
+    def close(self) -> None:
+        """Release the keyring connection, if one was opened."""
+        if self._keys is not None:
+            self._keys.close()
 
     def seal(self, token: str) -> tuple[str, bytes, bytes]:
         """Encrypt ``token``: (key_id, nonce, ciphertext), ready for :meth:`put`."""
@@ -147,7 +143,13 @@ class TokenStore:
         if row is None:
             return None
         key_id, nonce, ciphertext = row
-        key = self._get_key()
+        from flattr_host.keys import KeyUnavailable
+
+        try:
+            key = self._get_key()
+        except KeyUnavailable as exc:
+            self._discard(row, f"the token's key is unavailable: {exc}")
+            return None
         if key_id != _key_id(key):
             self._discard(row, "token was encrypted with another key")
             return None

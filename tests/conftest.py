@@ -10,11 +10,21 @@ See docs/fake-site.md for the admin API behind them.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.fake_site import FakeSite
+
+# Hosts started by the tests (and the browsers that start them) must never write
+# into the developer's own keyring: without a session bus the default key backend
+# (auto) uses the file. Keyring tests start a private Secret Service and hand its
+# bus to the hosts they start (tests/support/secret_service.py).
+os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+if sys.platform in ("darwin", "win32"):
+    os.environ.setdefault("FLATTR_KEY_BACKEND", "file")
 
 
 @pytest.fixture(scope="session")
