@@ -941,10 +941,13 @@ def host_env(base: Path, home: Path, api: str, ca: str) -> dict[str, str]:
     }
 
 
-def resolver_rules(site: str, api: str) -> str:
+def resolver_rules(site: str, api: str, files: str | None = None) -> str:
     site_port = urlsplit(site).port
     api_port = urlsplit(api).port
-    return f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+    rules = f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+    if files:
+        rules += f", MAP files.flattr.com 127.0.0.1:{urlsplit(files).port}"
+    return rules
 
 
 # ---------------------------------------------------------------------------------
@@ -969,6 +972,7 @@ class Site:
             return str(value)
 
         self.site, self.api, self.ca, self.spki = (pick(n) for n in ("site", "api", "ca", "spki"))
+        self.files = pick("files")
         self._tls = ssl.create_default_context(cafile=self.ca)
         self._tls.check_hostname = False  # reached as 127.0.0.1; the CA is still checked
 
@@ -1174,7 +1178,7 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
             args=[
                 f"--disable-extensions-except={extension}",
                 f"--load-extension={extension}",
-                f"--host-resolver-rules={resolver_rules(site.site, site.api)}",
+                f"--host-resolver-rules={resolver_rules(site.site, site.api, site.files)}",
                 f"--ignore-certificate-errors-spki-list={site.spki}",
                 # Allows Extensions.triggerAction (the toolbar click) over the CDP pipe.
                 "--enable-unsafe-extension-debugging",
@@ -1206,7 +1210,11 @@ def firefox_session(
     collected. ``--remote-allow-system-access`` lets tests open the popup page."""
     endpoints = Site(site_endpoints)
     base = tmp_path_factory.mktemp("firefox")
-    mapping = flattr_map(urlsplit(endpoints.site).port or 443, urlsplit(endpoints.api).port or 443)
+    mapping = flattr_map(
+        urlsplit(endpoints.site).port or 443,
+        urlsplit(endpoints.api).port or 443,
+        urlsplit(endpoints.files).port or 443,
+    )
     with (
         ConnectProxy(mapping) as proxy,
         launch_firefox(

@@ -50,6 +50,7 @@ class FakeSite:
         self.api = ""
         self.ca = ""
         self.spki = ""
+        self.files = ""
         self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -74,6 +75,7 @@ class FakeSite:
         info = json.loads(line)
         self.site, self.api, self.ca, self.spki = (
             info["site"], info["api"], info["ca"], info["spki"])
+        self.files = info["files"]
         self._tls = ssl.create_default_context(cafile=self.ca)
         return self
 
@@ -113,10 +115,16 @@ class FakeSite:
         """(site port, API port)."""
         return int(self.site.rsplit(":", 1)[1]), int(self.api.rsplit(":", 1)[1])
 
+    @property
+    def files_port(self) -> int:
+        """The files.flattr.com port."""
+        return int(self.files.rsplit(":", 1)[1])
+
     def host_resolver_rules(self) -> str:
-        """The Chromium ``--host-resolver-rules`` value mapping both names here."""
+        """The Chromium ``--host-resolver-rules`` value mapping the three names here."""
         site_port, api_port = self.ports_in_use
-        return f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+        return (f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port},"
+                f" MAP files.flattr.com 127.0.0.1:{self.files_port}")
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None,
               query: dict[str, Any] | None = None, timeout: float = 70.0) -> Any:
