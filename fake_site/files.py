@@ -122,7 +122,8 @@ def files_app_routes(domains: DomainsFile) -> list[web.RouteDef]:
 
     async def serve(request: web.Request) -> web.Response:
         headers = {"ETag": domains.etag, "Last-Modified": http_date(domains.last_modified),
-                   "Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+                   "Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*",
+                   "Access-Control-Expose-Headers": "ETag"}
         if domains.not_modified(request):
             return web.Response(status=304, headers=headers)
         return web.Response(body=domains.body, headers={**headers, "Content-Type": JSON_TYPE})

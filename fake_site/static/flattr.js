@@ -113,9 +113,13 @@
     let raw;
     try {
       raw = event.detail;
-      if (typeof raw === "string") raw = JSON.parse(raw);
     } catch (e) {
       return problem("unreadable-detail", "The extension's " + name + " detail cannot be read by the page (" + errorText(e) + ").", CLONE_ADVICE);
+    }
+    if (typeof raw === "string") {
+      try { raw = JSON.parse(raw); } catch (e) {
+        return problem("malformed-detail", "The extension's " + name + " detail is a string that is not JSON (" + errorText(e) + ").", "Send an object, or a JSON string of one.");
+      }
     }
     if (raw === null || typeof raw !== "object") {
       return problem("malformed-detail", "The extension's " + name + " detail is " + describe(raw) + ", not an object.", null);
