@@ -128,10 +128,19 @@ def files_app_routes(domains: DomainsFile) -> list[web.RouteDef]:
             return web.Response(status=304, headers=headers)
         return web.Response(body=domains.body, headers={**headers, "Content-Type": JSON_TYPE})
 
+    async def preflight(request: web.Request) -> web.Response:
+        # Pages on other origins may send conditional headers (CORS preflight).
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, HEAD",
+            "Access-Control-Allow-Headers": "If-None-Match, If-Modified-Since",
+            "Access-Control-Max-Age": "600"})
+
     async def other(request: web.Request) -> web.Response:
         return web.Response(status=404, text=f"files.flattr.com serves only {DOMAINS_PATH}\n")
 
-    return [web.get(DOMAINS_PATH, serve), web.route("*", "/{tail:.*}", other)]
+    return [web.get(DOMAINS_PATH, serve), web.options(DOMAINS_PATH, preflight),
+            web.route("*", "/{tail:.*}", other)]
 
 
 def admin_routes(domains: DomainsFile,

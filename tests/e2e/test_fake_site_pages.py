@@ -9,7 +9,9 @@ describes. Every ``flattr-*`` event the document sees is logged in
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +197,81 @@ def test_submit_auto_creates_then_finds_the_thing(context: Any, fsite: FakeSite)
     assert page.inner_text("#flattr-count") == "1"
     page.goto("https://flattr.com" + auto)
     assert page.url == thing_url  # an existing thing redirects to its page
+
+
+# Links an attacker could send; the browser, not a model of it, decides where it lands.
+HOSTILE_LOGIN_LINKS = [
+    "/login?next=/%09/evil.example/x",
+    "/login?next=/%0d%0a/evil.example/x",
+    "/login?next=/%5Cevil.example/x",
+    "/login?next=%5C%5Cevil.example/x",
+    "/login?next=%2F%2Fevil.example/x",
+    "/login?next=https%3A%2F%2Fevil.example/x",
+]
+
+
+def test_hostile_next_never_leaves_flattr_com(context: Any, fsite: FakeSite) -> None:
+    landed: list[str] = []
+    context.route("https://evil.example/**", lambda route: (
+        landed.append(route.request.url),
+        route.fulfill(status=200, content_type="text/html", body="<h1>evil</h1>"))[-1])
+    page = new_page(context, LOGGER)
+    for link in HOSTILE_LOGIN_LINKS:
+        page.goto("https://flattr.com" + link)
+        page.fill("#username", "alice")
+        page.fill("#password", "alice")
+        page.click("#login-button")
+        page.wait_for_load_state("load")
+        assert urlsplit(page.url).netloc == "flattr.com", (link, page.url)
+        assert urlsplit(page.url).path == "/", (link, page.url)
+    assert landed == []
+
+
+FRAMER = """<!doctype html><title>framer</title>
+<iframe id="login" src="https://flattr.com/login"></iframe>
+<iframe id="consent" src="https://flattr.com/oauth/authorize?response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2Flocalhost"></iframe>
+<iframe id="settings" src="https://flattr.com/settings"></iframe>
+<iframe id="thing" src="https://flattr.com/thing/423405"></iframe>"""
+
+
+@pytest.fixture
+def framer() -> Iterator[str]:
+    """Another origin on loopback (a public one would be refused by Chromium's local
+    network access checks before framing is even decided) serving FRAMER."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = FRAMER.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_login_consent_and_settings_refuse_to_be_framed(context: Any, fsite: FakeSite,
+                                                        framer: str) -> None:
+    page = new_page(context, LOGGER)
+    log_in(page, "alice", "/settings")  # a session, so the consent page is what is framed
+    page.goto(framer)
+    page.wait_for_load_state("load")
+    # The embeddable control loads; the others never show flattr.com content.
+    page.frame_locator("#thing").locator("#flattr-count").wait_for()
+    for name in ("login", "consent", "settings"):
+        frame = page.locator(f"#{name}").element_handle().content_frame()
+        assert frame is not None
+        assert frame.locator("#login-form, #allow, #subscribe").count() == 0, name
+    served = {e["path"] for e in fsite.journal(server="site", method="GET")}
+    assert {"/login", "/oauth/authorize", "/settings"} <= served  # asked for, then refused

@@ -191,3 +191,30 @@ def test_missing_confirmation_ends(tester: Any, site: Site) -> None:
     assert "flattr-authenticated {authenticated: true or false}" in text
     assert reports(site, 1)[0]["state"] == "unconfirmed"
     assert len(page.events("flattr-token")) == 1
+
+
+FETCH_DOMAINS_JS = """(async () => {
+  const url = "https://files.flattr.com/domains.json";
+  const head = await fetch(url, {method: "HEAD", cache: "no-store"});
+  const get = await fetch(url, {cache: "no-store"});
+  const again = await fetch(url, {cache: "no-store",
+    headers: {"If-None-Match": get.headers.get("etag")}});
+  const list = await get.json();
+  return {head: head.status, lastModified: head.headers.get("last-modified"),
+          etag: get.headers.get("etag"), status: get.status, conditional: again.status,
+          valid: Boolean(list.status) && Array.isArray(list.author)};
+})()"""
+
+
+def test_files_flattr_com_is_reachable_as_its_name(tester: Any, site: Site) -> None:
+    """The original extension's domains list host, mapped like flattr.com (Chromium:
+    host-resolver rules; Firefox: the CONNECT proxy), with HEAD and conditional GET."""
+    page = tester.open("https://flattr.com/")
+    page.wait_for_selector("#extension-status")
+    result = page.evaluate(FETCH_DOMAINS_JS)
+    assert result["head"] == 200 and result["status"] == 200 and result["valid"] is True
+    assert result["lastModified"] and result["lastModified"].endswith(" GMT")
+    assert result["etag"] == site.admin("GET", "files/domains")["etag"]
+    assert result["conditional"] == 304
+    methods = [e["method"] for e in site.journal(server="files") if e["method"] != "OPTIONS"]
+    assert methods == ["HEAD", "GET", "GET"]  # the conditional GET needs a CORS preflight
