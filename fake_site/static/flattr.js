@@ -70,12 +70,19 @@
     };
   }
 
-  async function post(url, body, headers) {
-    const resp = await fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: Object.assign({ "Content-Type": "application/json", "X-CSRF-Token": cfg.csrf || "" }, headers || {}),
-      body: JSON.stringify(body),
-    });
+  async function post(url, body, headers, timeoutMs) {
+    const abort = new AbortController();
+    const timer = timeoutMs ? setTimeout(function () { abort.abort(); }, timeoutMs) : null;
+    let resp;
+    try {
+      resp = await fetch(url, {
+        method: "POST", credentials: "same-origin", signal: abort.signal,
+        headers: Object.assign({ "Content-Type": "application/json", "X-CSRF-Token": cfg.csrf || "" }, headers || {}),
+        body: JSON.stringify(body),
+      });
+    } finally {
+      clearTimeout(timer);
+    }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
     return { status: resp.status, data: data };
@@ -108,6 +115,7 @@
 
   // Reads the named fields of an event's detail, every access guarded. A detail may
   // be an object or a JSON string of one. Returns {fields} or {problem, advice}.
+  const SERVER_WAIT_MS = 5000;
   const CLONE_ADVICE = "In Firefox, clone the detail into the page with cloneInto(detail, document.defaultView) or send a JSON string.";
   function readDetail(event, name, names) {
     let raw;
@@ -184,11 +192,15 @@
     if (bad) { fail(status, bad, wait); return; }
     const d = read.fields;
     setState(status, "minting", "Issuing a token for the extension " + d.id + "...");
+    // The site gets at least SERVER_WAIT_MS, however short the extension's timeout.
+    const serverWait = Math.max(wait, SERVER_WAIT_MS);
     let minted;
     try {
-      minted = await post("/oauth/ext/token", { id: d.id, build: d.build, version: d.version });
+      minted = await post("/oauth/ext/token", { id: d.id, build: d.build, version: d.version }, null, serverWait);
     } catch (e) {
-      minted = { status: 0, data: null };
+      const why = e && e.name === "AbortError" ? "no answer within " + (serverWait / 1000) + " s" : errorText(e);
+      fail(status, problem("failed", "The server did not issue a token (" + why + ").", null), wait);
+      return;
     }
     if (minted.status !== 200 || !minted.data) {
       fail(status, problem("failed", "The server refused to issue a token (" + minted.status + ").", null), wait);

@@ -218,3 +218,16 @@ def test_files_flattr_com_is_reachable_as_its_name(tester: Any, site: Site) -> N
     assert result["conditional"] == 304
     methods = [e["method"] for e in site.journal(server="files") if e["method"] != "OPTIONS"]
     assert methods == ["HEAD", "GET", "GET"]  # the conditional GET needs a CORS preflight
+
+
+def test_a_server_that_does_not_answer_ends_too(tester: Any, site: Site) -> None:
+    """The site's own token request has a deadline as well (at least 5 s); the
+    sign-in page's "Try again" then succeeds."""
+    signed_in(tester)
+    site.script("POST", "/oauth/ext/token", [{"fault": "hang"}], server="site")
+    page = tester.open(f"https://flattr.com/oauth/ext?timeout={TIMEOUT}#proper")
+    text = final_state(page, "failed")
+    assert "did not issue a token (no answer within 5 s)" in text
+    assert reports(site, 1)[0]["state"] == "failed"
+    page.click("#retry")
+    final_state(page, "authenticated")

@@ -203,3 +203,25 @@ def test_handshake_failure_reports_are_journalled(site: FakeSite) -> None:
 def test_bad_failure_reports_are_refused(site: FakeSite, body: bytes) -> None:
     answer = call(site, "POST", "/handshake/failure", server="site", body=body)
     assert answer.status == 400 and answer.json()["error"] == "invalid_request"
+
+
+def test_certificates_name_the_files_host_and_old_ones_are_renewed(tmp_path: Any,
+                                                                  monkeypatch: Any) -> None:
+    from cryptography import x509
+
+    from fake_flattr import certs
+
+    def names(path: Any) -> set[str]:
+        leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return set(sans.get_values_for_type(x509.DNSName))
+
+    # A data directory kept from a version without files.flattr.com...
+    monkeypatch.setattr(certs, "SAN_NAMES", ("flattr.com", "api.flattr.com", "localhost"))
+    old = certs.ensure_certs(tmp_path)
+    assert "files.flattr.com" not in names(old.cert)
+    monkeypatch.undo()
+    # ...gets a new leaf (and CA) with every name on the next start; then it is kept.
+    new = certs.ensure_certs(tmp_path)
+    assert "files.flattr.com" in names(new.cert) and new.spki != old.spki
+    assert certs.ensure_certs(tmp_path).spki == new.spki
