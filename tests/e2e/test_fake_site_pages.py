@@ -1,4 +1,6 @@
-"""The fake flattr.com pages in real Chromium, reached as https://flattr.com.
+"""The fake flattr.com pages in real Chromium, reached as https://flattr.com: the
+handshake and its failure states, live push, things, auto-submit, the subscription
+page, hostile log-in links and framing.
 
 No extension is loaded: the test plays the extension's side with an init script
 in the page (it answers ``flattr-trigger`` with ``flattr-authenticate``, stores
@@ -275,3 +277,57 @@ def test_login_consent_and_settings_refuse_to_be_framed(context: Any, fsite: Fak
         assert frame.locator("#login-form, #allow, #subscribe").count() == 0, name
     served = {e["path"] for e in fsite.journal(server="site", method="GET")}
     assert {"/login", "/oauth/authorize", "/settings"} <= served  # asked for, then refused
+
+
+def answering(authenticate_detail: str, authenticated_detail: str = "{authenticated: true}") -> str:
+    """A page-world stand-in for an extension that answers with these details (JS)."""
+    return LOGGER + """
+if (location.host === "flattr.com") {
+  document.addEventListener("flattr-trigger", () => document.dispatchEvent(
+    new CustomEvent("flattr-authenticate", {detail: (__AUTH__)})));
+  document.addEventListener("flattr-token", () => document.dispatchEvent(
+    new CustomEvent("flattr-authenticated", {detail: (__DONE__)})));
+}
+""".replace("__AUTH__", authenticate_detail).replace("__DONE__", authenticated_detail)
+
+
+GOOD = '{build: "b", id: "__EXT_ID__", version: "1"}'.replace("__EXT_ID__", EXT_ID)
+
+
+@pytest.mark.parametrize(("script", "state", "words"), [
+    (answering("null"), "malformed-detail", "detail is null, not an object"),
+    (answering('"not json"'), "malformed-detail", "a string that is not JSON"),
+    (answering("[1, 2]"), "malformed-detail", "wrong shape"),
+    (answering('{id: "", build: "b", version: "1"}'), "malformed-detail",
+     "id must be a string of 1 to 128 characters"),
+    (answering('Object.defineProperty({}, "id", {get() { throw new Error("no access"); }})'),
+     "unreadable-detail", "cannot be read by the page (no access)"),
+    (answering(GOOD, '{authenticated: "yes"}'), "malformed-detail",
+     "authenticated must be true or false"),
+    (answering(GOOD, '{get authenticated() { throw new Error("denied"); }}'),
+     "unreadable-detail", "flattr-authenticated detail cannot be read"),
+    (answering(GOOD, "{authenticated: false}"), "failed", "could not store the token"),
+])
+def test_wrong_answers_end_in_a_failure_state(context: Any, fsite: FakeSite, script: str,
+                                              state: str, words: str) -> None:
+    page = new_page(context, script)
+    log_in(page, "alice", "/oauth/ext?timeout=1000")
+    page.wait_for_selector(f'#handshake-status[data-state="{state}"]')
+    assert words in page.inner_text("#handshake-status")
+    report = fsite.wait_for(1, server="site", method="POST", path="/handshake/failure")[0]
+    assert json.loads(report["body"])["state"] == state
+
+
+def test_subscription_page_changes_it_and_tells_the_extension(context: Any,
+                                                              fsite: FakeSite) -> None:
+    fsite.create_user("gina", active=True)
+    page = new_page(context)
+    log_in(page, "gina", "/settings/account/subscription")
+    page.wait_for_selector('#subscription-status[data-state="active"]')
+    page.click("#unsubscribe")
+    wait_seen(page, "flattr-subscription", {"subscription": {"active": False}})
+    page.wait_for_selector('#subscription-status[data-state="inactive"]')
+    changes = fsite.journal(server="site", method="POST", path="/settings/subscription")
+    assert [json.loads(c["body"]) for c in changes] == [{"active": False}]
+    page.click("#subscribe")
+    wait_seen(page, "flattr-subscription", {"subscription": {"active": True}})
