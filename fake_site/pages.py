@@ -46,7 +46,7 @@ def handshake_timeout(request: web.Request) -> dict[str, Any]:
     """Page config for ``?timeout=ms`` (1-60000): how long the handshake waits for
     each answer of the extension."""
     timeout = request.query.get("timeout", "")
-    if timeout.isdigit() and 0 < int(timeout) <= 60000:
+    if timeout.isascii() and timeout.isdigit() and 0 < int(timeout) <= 60000:
         return {"handshakeTimeout": int(timeout)}
     return {}
 

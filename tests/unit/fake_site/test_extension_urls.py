@@ -225,3 +225,16 @@ def test_certificates_name_the_files_host_and_old_ones_are_renewed(tmp_path: Any
     new = certs.ensure_certs(tmp_path)
     assert "files.flattr.com" in names(new.cert) and new.spki != old.spki
     assert certs.ensure_certs(tmp_path).spki == new.spki
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("timeout=300", 300), ("timeout=60000", 60000), ("timeout=0", 3000),
+    ("timeout=60001", 3000), ("timeout=%C2%B2", 3000), ("timeout=-5", 3000),
+    ("timeout=1e3", 3000), ("timeout=", 3000),
+])
+def test_handshake_timeout_parameter(site: FakeSite, query: str, expected: int) -> None:
+    cookie = login(site, "alice")
+    for path in ("/oauth/ext", "/settings"):
+        page = call(site, "GET", f"{path}?{query}", server="site", headers={"Cookie": cookie})
+        assert page.status == 200, (path, query)
+        assert f'"handshakeTimeout": {expected}'.encode() in page.body
