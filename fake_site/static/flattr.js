@@ -113,10 +113,13 @@
     });
   }
 
-  // Reads the named fields of an event's detail, every access guarded. A detail may
-  // be an object or a JSON string of one. Returns {fields} or {problem, advice}.
+  // How long the site itself may take to issue the token, at least.
   const SERVER_WAIT_MS = 5000;
   const CLONE_ADVICE = "In Firefox, clone the detail into the page with cloneInto(detail, document.defaultView) or send a JSON string.";
+
+  // Reads the named fields of an event's detail, every access guarded. A detail may
+  // be an object or a JSON string of one. Returns {fields}, or a problem
+  // {state, text, advice} when it cannot be read or is not an object.
   function readDetail(event, name, names) {
     let raw;
     try {
@@ -141,10 +144,15 @@
     return { fields: fields };
   }
   function describe(value) {
-    if (value === null) return "null";
-    if (value === undefined) return "missing";
-    if (Array.isArray(value)) return "an array";
-    return "a " + typeof value + " (" + String(value).slice(0, 40) + ")";
+    try {
+      if (value === null) return "null";
+      if (value === undefined) return "missing";
+      if (Array.isArray(value)) return "an array";
+      if (typeof value === "object") return "an object";
+      return "a " + typeof value + " (" + String(value).slice(0, 40) + ")";
+    } catch (e) {
+      return "a value the page cannot read";
+    }
   }
   function problem(state, text, advice) { return { state: state, text: text, advice: advice }; }
 
