@@ -9,13 +9,14 @@ only, for the scenarios that need Chromium's toolbar click or extension switches
 
 - **Chromium**: a fresh profile per test (``launch_persistent_context``, ~0.4 s) with
   the unchanged extension loaded from ``extension/`` (or a packaged copy), ``HOME``
-  pointed at a temporary folder, ``https://flattr.com`` / ``https://api.flattr.com``
-  mapped to the fake site with ``--host-resolver-rules`` (leaf accepted by SPKI pin),
+  pointed at a temporary folder, ``https://flattr.com`` / ``https://api.flattr.com`` /
+  ``https://files.flattr.com`` mapped to the fake site with ``--host-resolver-rules``
+  (leaf accepted by SPKI pin),
   the host installed into ``<profile>/NativeMessagingHosts``.
 - **Firefox**: one ``firefox-esr`` per test module (launch ~2 s), driven over
   WebDriver BiDi (tests/support/bidi.py, docs/firefox.md); ``https://flattr.com``
-  reached through a loopback CONNECT proxy with the fake CA imported into the
-  profile. Each test gets its own host data directory (``flattr-host install
+  (and its api. and files. hosts) reached through a loopback CONNECT proxy with the
+  fake CA imported into the profile. Each test gets its own host data directory (``flattr-host install
   --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
   of the extension (so a fresh background and host process), no cookies, and only
   its own tabs, routes and preload scripts; all are removed at teardown.
