@@ -16,8 +16,8 @@ only, for the scenarios that need Chromium's toolbar click or extension switches
 - **Firefox**: one ``firefox-esr`` per test module (launch ~2 s), driven over
   WebDriver BiDi (tests/support/bidi.py, docs/firefox.md); ``https://flattr.com``
   (and its api. and files. hosts) reached through a loopback CONNECT proxy with the
-  fake CA imported into the profile. Each test gets its own host data directory (``flattr-host install
-  --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
+  fake CA imported into the profile. Each test gets its own host data directory
+  (``flattr-host install --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
   of the extension (so a fresh background and host process), no cookies, and only
   its own tabs, routes and preload scripts; all are removed at teardown.
 - The real host with its own ``FLATTR_HOST_HOME`` and API settings that reach the
