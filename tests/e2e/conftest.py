@@ -17,9 +17,10 @@ only, for the scenarios that need Chromium's toolbar click or extension switches
   WebDriver BiDi (tests/support/bidi.py, docs/firefox.md); ``https://flattr.com``
   (and its api. and files. hosts) reached through a loopback CONNECT proxy with the
   fake CA imported into the profile. Each test gets its own host data directory
-  (``flattr-host install --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
-  of the extension (so a fresh background and host process), no cookies, and only
-  its own tabs, routes and preload scripts; all are removed at teardown.
+  (``flattr-host install --browser firefox --home DIR`` rewrites the launcher), a
+  fresh temporary install of the extension (so a fresh background and host
+  process), no cookies, and only its own tabs, routes and preload scripts; all are
+  removed at teardown.
 - The real host with its own ``FLATTR_HOST_HOME`` and API settings that reach the
   fake API quickly (backoff near zero; timing is injected, never slept).
 - The session's fake site (``fake_site`` from tests/conftest.py), reset per test.
