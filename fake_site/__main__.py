@@ -2,9 +2,9 @@
 
 When ready, prints exactly one JSON line on stdout:
 ``{"site": "https://127.0.0.1:P", "api": "https://127.0.0.1:Q", "ca": "<path>",
-"spki": "<base64 sha256 of the leaf SPKI>"}``. SIGTERM or Ctrl-C stop it cleanly
-(exit status 0). Logs go to stderr. Exit status 2 on bad options or when a port
-cannot be bound.
+"spki": "<base64 sha256 of the leaf SPKI>", "files": "https://127.0.0.1:F"}``.
+SIGTERM or Ctrl-C stop it cleanly (exit status 0). Logs go to stderr. Exit status 2
+on bad options or when a port cannot be bound.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="live push WebSocket port (0 = any free port)")
     parser.add_argument("--api-http-port", type=int, default=0,
                         help="plain-HTTP API port for the button loader (0 = any free port)")
+    parser.add_argument("--files-port", type=int, default=0,
+                        help="files.flattr.com port (0 = any free port)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="keep state (SQLite) and certificates here; default: in memory")
     parser.add_argument("--seed", action="store_true", help="load demo users and things")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level")
     args = parser.parse_args(argv)
-    for name in ("port", "api_port", "push_port", "api_http_port"):
+    for name in ("port", "api_port", "push_port", "api_http_port", "files_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be 0-65535, got {getattr(args, name)}")
     return args
@@ -46,7 +48,7 @@ async def run(args: argparse.Namespace) -> None:
     """Start, print the ready line, serve until SIGTERM/SIGINT, stop."""
     site = FakeSite(data_dir=args.data_dir, seed=args.seed, port=args.port,
                     api_port=args.api_port, push_port=args.push_port,
-                    api_http_port=args.api_http_port)
+                    api_http_port=args.api_http_port, files_port=args.files_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -132,7 +132,7 @@ class Admin:
     async def info(self, request: web.Request) -> web.Response:
         """GET info: endpoints, CA path, SPKI pin, open push sockets."""
         ep = self.ctx.endpoints
-        return _json({"site": ep.site, "api": ep.api, "push": ep.push,
+        return _json({"site": ep.site, "api": ep.api, "push": ep.push, "files": ep.files,
                       "ca": str(self.ctx.certs.ca), "spki": self.ctx.certs.spki,
                       "seeded": self.ctx.seeded, "push_open": self.ctx.push.describe()})
 
@@ -210,8 +210,9 @@ class Admin:
         steps_raw = body.get("responses")
         if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
             raise AdminError(400, "bad_value", "method and an absolute path are required")
-        if server not in ("api", "site") or not isinstance(steps_raw, list):
-            raise AdminError(400, "bad_value", "server must be api or site, responses a list")
+        if server not in ("api", "site", "files") or not isinstance(steps_raw, list):
+            raise AdminError(400, "bad_value", "server must be api, site or files, responses"
+                             " a list")
         try:
             steps = [parse_step(s) for s in steps_raw]
         except ScriptError as exc:

@@ -1,7 +1,7 @@
 """The fake site's TLS material: a private CA and one leaf certificate.
 
-The leaf carries the SANs ``flattr.com``, ``api.flattr.com``, ``localhost`` and
-``127.0.0.1`` so the same certificate serves the site, the API and the push
+The leaf carries the SANs ``flattr.com``, ``api.flattr.com``, ``files.flattr.com``,
+``localhost`` and ``127.0.0.1`` so the same certificate serves the site, the API and the push
 socket whether a client dials the names (Chromium ``--host-resolver-rules``) or
 the loopback address. Browsers accept it through
 ``--ignore-certificate-errors-spki-list=<spki>``; Python clients trust ``ca.pem``.
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SAN_NAMES = ("flattr.com", "api.flattr.com", "localhost")
+SAN_NAMES = ("flattr.com", "api.flattr.com", "files.flattr.com", "localhost")
 SAN_IPS = ("127.0.0.1",)
 # 397 days: under the 398-day ceiling browsers apply to server certificates.
 LEAF_DAYS = 397
@@ -132,17 +132,26 @@ def _generate(directory: Path) -> None:
     )
 
 
+def _has_sans(leaf: x509.Certificate) -> bool:
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return set(SAN_NAMES) <= set(names.get_values_for_type(x509.DNSName))
+
+
 def ensure_certs(directory: Path) -> CertFiles:
     """Load the CA and leaf from ``directory``, generating them on first use.
 
-    A leaf that expires within a day is regenerated together with its CA.
+    A leaf that expires within a day, or lacks one of the SANs (files kept from
+    an older version), is regenerated together with its CA.
     """
     ca, cert, key = directory / "ca.pem", directory / "leaf.pem", directory / "leaf-key.pem"
     if not (ca.exists() and cert.exists() and key.exists()):
         _generate(directory)
     leaf = x509.load_pem_x509_certificates(cert.read_bytes())[0]
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
-    if leaf.not_valid_after_utc < soon:
+    if leaf.not_valid_after_utc < soon or not _has_sans(leaf):
         _generate(directory)
         leaf = x509.load_pem_x509_certificates(cert.read_bytes())[0]
     return CertFiles(ca=ca, cert=cert, key=key, spki=spki_pin(leaf))

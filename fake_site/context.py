@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from .certs import CertFiles
 from .clock import Clock
+from .files import DomainsFile
 from .journal import Journal
 from .push import PushHub
 from .ratelimit import DEFAULT_LIMIT, RateLimiter
@@ -41,6 +42,7 @@ class Endpoints:
     api: str = ""
     push: str = ""
     api_http: str = ""  # plain-HTTP API port: the button loader and iframes only
+    files: str = ""
 
 
 @dataclass
@@ -59,6 +61,7 @@ class SiteContext:
         self.limiter = RateLimiter(self.clock.now)
         self.webhooks = WebhookSender(self.clock.now)
         self.push = PushHub(self._push_state)
+        self.domains = DomainsFile(self.clock.now)
         self._expiry: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         if self.seeded and self.store.is_empty():
@@ -87,6 +90,7 @@ class SiteContext:
         self.webhooks.clear()
         self.push.clear()
         self.clock.reset()
+        self.domains.reset()
         self.code_lifetime = DEFAULT_CODE_LIFETIME
         self.limiter.limit = DEFAULT_LIMIT
         self.webhooks.retry_delays = DEFAULT_RETRY_DELAYS

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .api.oauth import token_handler
 from .context import SiteContext
+from .redirects import FRAME_DENY, safe_next, see_other
 from .render import SITE_BASE
 from .store import Session, Thing
 from .urls import AUTO_SUBMIT_PATH, auto_submit_from_params
@@ -29,6 +30,8 @@ SCOPES = frozenset({"flattr", "thing", "email", "extendedread"})
 EXTENSION_SCOPES = ("flattr",)
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000
+# Pages that refuse framing (docs/fake-site.md, "Redirects and framing").
+FRAME_DENIED_PAGES = frozenset({"login", "authorize", "oauth-ext", "settings", "subscription"})
 
 
 def _read_package_file(*parts: str) -> str:
@@ -39,11 +42,13 @@ BASE = string.Template(_read_package_file("templates", "base.html"))
 e = html.escape
 
 
-def _safe_next(value: str | None) -> str:
-    # Only local paths: "//host" or "https://..." would be an open redirect.
-    if not value or not value.startswith("/") or value.startswith("//"):
-        return "/"
-    return value
+def handshake_timeout(request: web.Request) -> dict[str, Any]:
+    """Page config for ``?timeout=ms`` (1-60000): how long the handshake waits for
+    each answer of the extension."""
+    timeout = request.query.get("timeout", "")
+    if timeout.isascii() and timeout.isdigit() and 0 < int(timeout) <= 60000:
+        return {"handshakeTimeout": int(timeout)}
+    return {}
 
 
 class Pages:
@@ -134,8 +139,11 @@ class Pages:
             title=e(title), page=e(page), nav=nav, body=body,
             config=json.dumps(config).replace("</", "<\\/"),
         )
+        headers = {"Cache-Control": "no-store"}
+        if page in FRAME_DENIED_PAGES:
+            headers.update(FRAME_DENY)
         return web.Response(status=status, text=text, content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+                            headers=headers)
 
     # -- pages -----------------------------------------------------------------
 
@@ -152,7 +160,7 @@ class Pages:
 
     async def login_page(self, request: web.Request, error: str = "") -> web.Response:
         """The login form."""
-        nxt = _safe_next(request.query.get("next"))
+        nxt = safe_next(request.query.get("next"))
         err = f'<p class="error" id="login-error">{e(error)}</p>' if error else ""
         body = (f'{err}<form method="post" action="/login" id="login-form">'
                 f'<input type="hidden" name="next" value="{e(nxt)}">'
@@ -169,10 +177,10 @@ class Pages:
         if user is None:
             return await self.login_page(request, "Wrong username or password.")
         session = self.ctx.store.create_session(user.id, self.ctx.clock.now())
-        resp = web.HTTPSeeOther(_safe_next(form.get("next")))
+        resp = see_other(safe_next(form.get("next")))
         resp.set_cookie(COOKIE, session.sid, secure=True, httponly=True, samesite="Lax",
                         path="/")
-        raise resp
+        return resp
 
     async def logout(self, request: web.Request) -> web.Response:
         """Log out (POST with CSRF from the pages; GET kept for scripts)."""
@@ -191,10 +199,7 @@ class Pages:
     async def oauth_ext(self, request: web.Request) -> web.Response:
         """The sign-in page the extension opens: runs the handshake of document 000."""
         self._require(request)
-        timeout = request.query.get("timeout", "")
-        extra: dict[str, Any] = {}
-        if timeout.isdigit() and 0 < int(timeout) <= 60000:
-            extra["handshakeTimeout"] = int(timeout)
+        extra = handshake_timeout(request)
         body = ('<p id="handshake-status" class="status" data-state="starting">Starting...</p>'
                 '<p class="status subscription-status">...</p>'
                 '<p><button data-action="handshake" id="retry">Try again</button></p>')
@@ -236,7 +241,8 @@ class Pages:
                 '</p><p id="settings-result"></p>'
                 '<p><button data-action="handshake" id="connect">Connect the extension</button>'
                 '</p><p id="handshake-status" class="status" data-state="idle"></p>')
-        return self.render(request, "settings", "Settings", body)
+        return self.render(request, "settings", "Settings", body,
+                           extra=handshake_timeout(request))
 
     async def settings_subscription(self, request: web.Request) -> web.Response:
         """POST /settings/subscription {active}: change it server-side and push it."""

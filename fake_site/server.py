@@ -1,6 +1,7 @@
-"""Assembles and runs the three listeners: site (pages), API (REST v2 + admin), push.
+"""Assembles and runs the listeners: site (pages), API (REST v2 + admin), push, and
+files (files.flattr.com, :mod:`fake_flattr.files`).
 
-All three listen on 127.0.0.1 only, over TLS with the same leaf certificate.
+All of them listen on 127.0.0.1 only, over TLS with the same leaf certificate.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from . import FakeSiteError
-from .admin import Admin
+from .admin import Admin, AdminError
 from .api import bulk, resources
 from .api.core import API_PREFIX, JSON_TYPE, Api, make_response, not_found
 from .api.oauth import token_handler
 from .button import ButtonViews
 from .certs import ensure_certs
 from .context import SiteContext
+from .extension_pages import ExtensionPages
+from .files import admin_routes as files_admin_routes
+from .files import files_app_routes
 from .journal import middleware as journal_middleware
 from .pages import Pages
 from .store import Store
@@ -64,6 +68,7 @@ def build_api_app(ctx: SiteContext) -> web.Application:
 
     app.add_routes(admin.routes())
     app.add_routes(ButtonViews(ctx).api_routes())
+    app.add_routes(files_admin_routes(ctx.domains, AdminError))
     app.router.add_route("POST", "/oauth/token", token_handler(ctx))
     app.router.add_route("*", API_PREFIX + "{tail:(/.*)?}", api.handle)
     app.router.add_route("*", "/{tail:.*}", other)
@@ -73,7 +78,9 @@ def build_api_app(ctx: SiteContext) -> web.Application:
 def build_site_app(ctx: SiteContext) -> web.Application:
     """The flattr.com application: pages, static files, OAuth authorize/token."""
     app = web.Application(middlewares=[journal_middleware(ctx.journal, "site")])
-    app.add_routes(Pages(ctx).routes())
+    pages = Pages(ctx)
+    app.add_routes(pages.routes())
+    app.add_routes(ExtensionPages(pages).routes())
     app.add_routes(ButtonViews(ctx).site_routes())
     return app
 
@@ -86,14 +93,22 @@ def build_api_http_app(ctx: SiteContext) -> web.Application:
     return app
 
 
+def build_files_app(ctx: SiteContext) -> web.Application:
+    """The files.flattr.com application: the domains list."""
+    app = web.Application(middlewares=[journal_middleware(ctx.journal, "files")])
+    app.add_routes(files_app_routes(ctx.domains))
+    return app
+
+
 class FakeSite:
     """One running fake flattr.com; ``start`` then ``stop``."""
 
     def __init__(self, *, data_dir: Path | None, seed: bool, port: int = 0,
-                 api_port: int = 0, push_port: int = 0, api_http_port: int = 0) -> None:
+                 api_port: int = 0, push_port: int = 0, api_http_port: int = 0,
+                 files_port: int = 0) -> None:
         self.data_dir = data_dir
         self.seed = seed
-        self.ports = (port, api_port, push_port)
+        self.ports = (port, api_port, push_port, files_port)
         self.api_http_port = api_http_port
         self._temp: Path | None = None
         self._runners: list[web.AppRunner] = []
@@ -116,8 +131,10 @@ class FakeSite:
         http_sock = bind(self.api_http_port)
         urls = [f"https://{HOST}:{s.getsockname()[1]}" for s in socks]
         ctx.endpoints.site, ctx.endpoints.api = urls[0], urls[1]
+        ctx.endpoints.files = urls[3]
         tls = certs.server_context()
-        for app, sock in ((build_site_app(ctx), socks[0]), (build_api_app(ctx), socks[1])):
+        for app, sock in ((build_site_app(ctx), socks[0]), (build_api_app(ctx), socks[1]),
+                          (build_files_app(ctx), socks[3])):
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
             await runner.setup()
@@ -133,7 +150,7 @@ class FakeSite:
         await ctx.push.start(socks[2], tls, origins)
         ctx.endpoints.push = ctx.push.url
         return {"site": urls[0], "api": urls[1], "ca": str(certs.ca), "spki": certs.spki,
-                "api_http": ctx.endpoints.api_http}
+                "api_http": ctx.endpoints.api_http, "files": urls[3]}
 
     async def stop(self) -> None:
         """Stop serving, close the database, remove temporary files."""

@@ -424,6 +424,13 @@ class Store:
         )
         return code
 
+    def peek_code(self, code: str) -> sqlite3.Row | None:
+        """A code's row without changing it (None if unknown)."""
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM codes WHERE code = ?", (code,)
+        ).fetchone()
+        return row
+
     def use_code(self, code: str) -> sqlite3.Row | None:
         """Mark a code used and return its row as it was before (None if unknown)."""
         with self.db:

@@ -9,16 +9,18 @@ only, for the scenarios that need Chromium's toolbar click or extension switches
 
 - **Chromium**: a fresh profile per test (``launch_persistent_context``, ~0.4 s) with
   the unchanged extension loaded from ``extension/`` (or a packaged copy), ``HOME``
-  pointed at a temporary folder, ``https://flattr.com`` / ``https://api.flattr.com``
-  mapped to the fake site with ``--host-resolver-rules`` (leaf accepted by SPKI pin),
+  pointed at a temporary folder, ``https://flattr.com`` / ``https://api.flattr.com`` /
+  ``https://files.flattr.com`` mapped to the fake site with ``--host-resolver-rules``
+  (leaf accepted by SPKI pin),
   the host installed into ``<profile>/NativeMessagingHosts``.
 - **Firefox**: one ``firefox-esr`` per test module (launch ~2 s), driven over
   WebDriver BiDi (tests/support/bidi.py, docs/firefox.md); ``https://flattr.com``
-  reached through a loopback CONNECT proxy with the fake CA imported into the
-  profile. Each test gets its own host data directory (``flattr-host install
-  --browser firefox --home DIR`` rewrites the launcher), a fresh temporary install
-  of the extension (so a fresh background and host process), no cookies, and only
-  its own tabs, routes and preload scripts; all are removed at teardown.
+  (and its api. and files. hosts) reached through a loopback CONNECT proxy with the
+  fake CA imported into the profile. Each test gets its own host data directory
+  (``flattr-host install --browser firefox --home DIR`` rewrites the launcher), a
+  fresh temporary install of the extension (so a fresh background and host
+  process), no cookies, and only its own tabs, routes and preload scripts; all are
+  removed at teardown.
 - The real host with its own ``FLATTR_HOST_HOME`` and API settings that reach the
   fake API quickly (backoff near zero; timing is injected, never slept).
 - The session's fake site (``fake_site`` from tests/conftest.py), reset per test.
@@ -941,10 +943,13 @@ def host_env(base: Path, home: Path, api: str, ca: str) -> dict[str, str]:
     }
 
 
-def resolver_rules(site: str, api: str) -> str:
+def resolver_rules(site: str, api: str, files: str | None = None) -> str:
     site_port = urlsplit(site).port
     api_port = urlsplit(api).port
-    return f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+    rules = f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+    if files:
+        rules += f", MAP files.flattr.com 127.0.0.1:{urlsplit(files).port}"
+    return rules
 
 
 # ---------------------------------------------------------------------------------
@@ -969,6 +974,7 @@ class Site:
             return str(value)
 
         self.site, self.api, self.ca, self.spki = (pick(n) for n in ("site", "api", "ca", "spki"))
+        self.files = pick("files")
         self._tls = ssl.create_default_context(cafile=self.ca)
         self._tls.check_hostname = False  # reached as 127.0.0.1; the CA is still checked
 
@@ -1176,7 +1182,7 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
             args=[
                 f"--disable-extensions-except={extension}",
                 f"--load-extension={extension}",
-                f"--host-resolver-rules={resolver_rules(site.site, site.api)}",
+                f"--host-resolver-rules={resolver_rules(site.site, site.api, site.files)}",
                 f"--ignore-certificate-errors-spki-list={site.spki}",
                 # Allows Extensions.triggerAction (the toolbar click) over the CDP pipe.
                 "--enable-unsafe-extension-debugging",
@@ -1210,7 +1216,11 @@ def firefox_session(
     collected. ``--remote-allow-system-access`` lets tests open the popup page."""
     endpoints = Site(site_endpoints)
     base = tmp_path_factory.mktemp("firefox")
-    mapping = flattr_map(urlsplit(endpoints.site).port or 443, urlsplit(endpoints.api).port or 443)
+    mapping = flattr_map(
+        urlsplit(endpoints.site).port or 443,
+        urlsplit(endpoints.api).port or 443,
+        urlsplit(endpoints.files).port or 443,
+    )
     with (
         ConnectProxy(mapping) as proxy,
         launch_firefox(

@@ -1,4 +1,6 @@
-"""The fake flattr.com pages in real Chromium, reached as https://flattr.com.
+"""The fake flattr.com pages in real Chromium, reached as https://flattr.com: the
+handshake and its failure states, live push, things, auto-submit, the subscription
+page, hostile log-in links and framing.
 
 No extension is loaded: the test plays the extension's side with an init script
 in the page (it answers ``flattr-trigger`` with ``flattr-authenticate``, stores
@@ -9,7 +11,9 @@ describes. Every ``flattr-*`` event the document sees is logged in
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +199,135 @@ def test_submit_auto_creates_then_finds_the_thing(context: Any, fsite: FakeSite)
     assert page.inner_text("#flattr-count") == "1"
     page.goto("https://flattr.com" + auto)
     assert page.url == thing_url  # an existing thing redirects to its page
+
+
+# Links an attacker could send; the browser, not a model of it, decides where it lands.
+HOSTILE_LOGIN_LINKS = [
+    "/login?next=/%09/evil.example/x",
+    "/login?next=/%0d%0a/evil.example/x",
+    "/login?next=/%5Cevil.example/x",
+    "/login?next=%5C%5Cevil.example/x",
+    "/login?next=%2F%2Fevil.example/x",
+    "/login?next=https%3A%2F%2Fevil.example/x",
+]
+
+
+def test_hostile_next_never_leaves_flattr_com(context: Any, fsite: FakeSite) -> None:
+    landed: list[str] = []
+    context.route("https://evil.example/**", lambda route: (
+        landed.append(route.request.url),
+        route.fulfill(status=200, content_type="text/html", body="<h1>evil</h1>"))[-1])
+    page = new_page(context, LOGGER)
+    for link in HOSTILE_LOGIN_LINKS:
+        page.goto("https://flattr.com" + link)
+        page.fill("#username", "alice")
+        page.fill("#password", "alice")
+        page.click("#login-button")
+        page.wait_for_load_state("load")
+        assert urlsplit(page.url).netloc == "flattr.com", (link, page.url)
+        assert urlsplit(page.url).path == "/", (link, page.url)
+    assert landed == []
+
+
+FRAMER = """<!doctype html><title>framer</title>
+<iframe id="login" src="https://flattr.com/login"></iframe>
+<iframe id="consent" src="https://flattr.com/oauth/authorize?response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2Flocalhost"></iframe>
+<iframe id="settings" src="https://flattr.com/settings"></iframe>
+<iframe id="thing" src="https://flattr.com/thing/423405"></iframe>"""
+
+
+@pytest.fixture
+def framer() -> Iterator[str]:
+    """Another origin on loopback (a public one would be refused by Chromium's local
+    network access checks before framing is even decided) serving FRAMER."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = FRAMER.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_login_consent_and_settings_refuse_to_be_framed(context: Any, fsite: FakeSite,
+                                                        framer: str) -> None:
+    page = new_page(context, LOGGER)
+    log_in(page, "alice", "/settings")  # a session, so the consent page is what is framed
+    page.goto(framer)
+    page.wait_for_load_state("load")
+    # The embeddable control loads; the others never show flattr.com content.
+    page.frame_locator("#thing").locator("#flattr-count").wait_for()
+    for name in ("login", "consent", "settings"):
+        frame = page.locator(f"#{name}").element_handle().content_frame()
+        assert frame is not None
+        assert frame.locator("#login-form, #allow, #subscribe").count() == 0, name
+    served = {e["path"] for e in fsite.journal(server="site", method="GET")}
+    assert {"/login", "/oauth/authorize", "/settings"} <= served  # asked for, then refused
+
+
+def answering(authenticate_detail: str, authenticated_detail: str = "{authenticated: true}") -> str:
+    """A page-world stand-in for an extension that answers with these details (JS)."""
+    return LOGGER + """
+if (location.host === "flattr.com") {
+  document.addEventListener("flattr-trigger", () => document.dispatchEvent(
+    new CustomEvent("flattr-authenticate", {detail: (__AUTH__)})));
+  document.addEventListener("flattr-token", () => document.dispatchEvent(
+    new CustomEvent("flattr-authenticated", {detail: (__DONE__)})));
+}
+""".replace("__AUTH__", authenticate_detail).replace("__DONE__", authenticated_detail)
+
+
+GOOD = '{build: "b", id: "__EXT_ID__", version: "1"}'.replace("__EXT_ID__", EXT_ID)
+
+
+@pytest.mark.parametrize(("script", "state", "words"), [
+    (answering("null"), "malformed-detail", "detail is null, not an object"),
+    (answering('"not json"'), "malformed-detail", "a string that is not JSON"),
+    (answering("[1, 2]"), "malformed-detail", "wrong shape"),
+    (answering('{id: "", build: "b", version: "1"}'), "malformed-detail",
+     "id must be a string of 1 to 128 characters"),
+    (answering('Object.defineProperty({}, "id", {get() { throw new Error("no access"); }})'),
+     "unreadable-detail", "cannot be read by the page (no access)"),
+    (answering(GOOD, '{authenticated: "yes"}'), "malformed-detail",
+     "authenticated must be true or false"),
+    (answering(GOOD, '{get authenticated() { throw new Error("denied"); }}'),
+     "unreadable-detail", "flattr-authenticated detail cannot be read"),
+    (answering(GOOD, "{authenticated: false}"), "failed", "could not store the token"),
+])
+def test_wrong_answers_end_in_a_failure_state(context: Any, fsite: FakeSite, script: str,
+                                              state: str, words: str) -> None:
+    page = new_page(context, script)
+    log_in(page, "alice", "/oauth/ext?timeout=1000")
+    page.wait_for_selector(f'#handshake-status[data-state="{state}"]')
+    assert words in page.inner_text("#handshake-status")
+    report = fsite.wait_for(1, server="site", method="POST", path="/handshake/failure")[0]
+    assert json.loads(report["body"])["state"] == state
+
+
+def test_subscription_page_changes_it_and_tells_the_extension(context: Any,
+                                                              fsite: FakeSite) -> None:
+    fsite.create_user("gina", active=True)
+    page = new_page(context)
+    log_in(page, "gina", "/settings/account/subscription")
+    page.wait_for_selector('#subscription-status[data-state="active"]')
+    page.click("#unsubscribe")
+    wait_seen(page, "flattr-subscription", {"subscription": {"active": False}})
+    page.wait_for_selector('#subscription-status[data-state="inactive"]')
+    changes = fsite.journal(server="site", method="POST", path="/settings/subscription")
+    assert [json.loads(c["body"]) for c in changes] == [{"active": False}]
+    page.click("#subscribe")
+    wait_seen(page, "flattr-subscription", {"subscription": {"active": True}})

@@ -51,12 +51,17 @@ class TunnelRecord:
     status: int
 
 
-def flattr_map(site_port: int, api_port: int) -> dict[str, tuple[str, int]]:
-    """The project's mapping: flattr.com:443 -> site, api.flattr.com:443 -> API."""
-    return {
+def flattr_map(site_port: int, api_port: int,
+               files_port: int | None = None) -> dict[str, tuple[str, int]]:
+    """The project's mapping: flattr.com:443 -> site, api.flattr.com:443 -> API and,
+    when given, files.flattr.com:443 -> the files host."""
+    mapping = {
         "flattr.com:443": ("127.0.0.1", site_port),
         "api.flattr.com:443": ("127.0.0.1", api_port),
     }
+    if files_port is not None:
+        mapping["files.flattr.com:443"] = ("127.0.0.1", files_port)
+    return mapping
 
 
 class _Server(socketserver.ThreadingTCPServer):

@@ -51,6 +51,7 @@ class FakeSite:
         self.ca = ""
         self.spki = ""
         self.api_http = ""  # plain-HTTP API port (button loader and iframes only)
+        self.files = ""
         self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -76,6 +77,7 @@ class FakeSite:
         self.site, self.api, self.ca, self.spki = (
             info["site"], info["api"], info["ca"], info["spki"])
         self.api_http = info.get("api_http", "")
+        self.files = info["files"]
         self._tls = ssl.create_default_context(cafile=self.ca)
         return self
 
@@ -115,11 +117,17 @@ class FakeSite:
         """(site port, API port)."""
         return int(self.site.rsplit(":", 1)[1]), int(self.api.rsplit(":", 1)[1])
 
+    @property
+    def files_port(self) -> int:
+        """The files.flattr.com port."""
+        return int(self.files.rsplit(":", 1)[1])
+
     def host_resolver_rules(self) -> str:
-        """The Chromium ``--host-resolver-rules`` value mapping both names here
+        """The Chromium ``--host-resolver-rules`` value mapping the three names here
         (``http://api.flattr.com``, port 80, to the plain-HTTP button port)."""
         site_port, api_port = self.ports_in_use
-        rules = f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port}"
+        rules = (f"MAP flattr.com 127.0.0.1:{site_port}, MAP api.flattr.com 127.0.0.1:{api_port},"
+                 f" MAP files.flattr.com 127.0.0.1:{self.files_port}")
         http_port = urlsplit(self.api_http).port if self.api_http else None
         return f"MAP api.flattr.com:80 127.0.0.1:{http_port}, {rules}" if http_port else rules
 

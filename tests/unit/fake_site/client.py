@@ -33,8 +33,9 @@ class Answer:
 def call(site: FakeSite, method: str, path: str, *, token: str | None = None,
          body: Any = None, headers: dict[str, str] | None = None, server: str = "api",
          form: dict[str, str] | None = None, timeout: float = 10.0) -> Answer:
-    """One request to the fake API (or site); JSON ``body`` or ``form`` encoded."""
-    base = urlsplit(site.api if server == "api" else site.site)
+    """One request to the fake API (or ``server`` "site" / "files"); JSON ``body`` or
+    ``form`` encoded."""
+    base = urlsplit({"api": site.api, "site": site.site, "files": site.files}[server])
     conn = http.client.HTTPSConnection(base.hostname or "127.0.0.1", base.port,
                                        context=site.tls, timeout=timeout)
     sent = dict(headers or {})

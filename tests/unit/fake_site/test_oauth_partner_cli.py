@@ -231,9 +231,10 @@ def test_cli_prints_exactly_one_json_line_and_stops_on_sigterm() -> None:
                             stderr=subprocess.PIPE)
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
-    assert list(ready) == ["site", "api", "ca", "spki", "api_http"]
+    assert list(ready) == ["site", "api", "ca", "spki", "api_http", "files"]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", ready["api_http"])
     assert re.fullmatch(r"https://127\.0\.0\.1:\d+", ready["site"])
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+", ready["files"])
     assert re.fullmatch(r"https://127\.0\.0\.1:\d+", ready["api"])
     assert Path(ready["ca"]).exists()
     proc.send_signal(signal.SIGTERM)
