@@ -71,6 +71,16 @@ def counters(delivery: Delivery) -> dict[str, tuple[float, int]]:
     return {url: (att, index) for url, att, index in rows}
 
 
+def stored_past(delivery: Delivery, url: str, value: float, timeout: float = 10.0) -> float:
+    """The stored attention of ``url`` once it is above ``value`` (polls the real file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = counters(delivery).get(url, (0.0, 0))[0]
+        if stored > value or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.01)
+
+
 def test_hello_says_attention_is_off_until_a_site_is_opted_in(delivery: Delivery) -> None:
     host = HostProcess(delivery.launcher, delivery.home,
                        env=delivery.env(FLATTR_ATTENTION_SCALE=SCALE))
@@ -159,10 +169,11 @@ def test_restart_keeps_counters_and_crossing_continues(delivery: Delivery) -> No
 
     again = delivery.start(FLATTR_ATTENTION_SCALE=SCALE)
     assert page(again, PAGE)["attention"] >= before - 0.001
-    # Killed without warning: what was committed with the last signal survives.
+    # Killed without warning: what was saved survives. The timer thread saves right
+    # after each signal; wait for one save past `before` (no fixed sleep).
     front(again, PAGE)
     heartbeat(again, 0.1)
-    committed = counters(delivery)[KEY][0]
+    committed = stored_past(delivery, KEY, before)
     again.kill()
     third = delivery.start(FLATTR_ATTENTION_SCALE=SCALE)
     assert page(third, PAGE)["attention"] >= committed - 0.001
@@ -194,12 +205,15 @@ def test_cli_list_and_clear_with_a_running_host(delivery: Delivery) -> None:
     signals(host, {"signal": "window-focus", "windowId": None})  # nothing accrues now
     cleared = cli(delivery, "attention", "clear", "--site", "www.blog.example")
     assert cleared.stdout.strip() == "deleted 1 attention counters"
-    # The running host must not write the cleared counter back from memory.
+    # The running host must not write the cleared counter back from memory: the page,
+    # in front again for a moment, counts from zero (about 20 s before the clear).
     signals(host, tab("tab-activated", PAGE, tab_id=1), {"signal": "window-focus", "windowId": 1})
     signals(host, {"signal": "window-focus", "windowId": None})
-    assert KEY not in counters(delivery)
-    assert page(host, PAGE)["attention"] == 0
-    assert cli(delivery, "attention", "clear").stdout.strip() == "deleted 1 attention counters"
+    assert page(host, PAGE)["attention"] < 5
+    assert counters(delivery).get(KEY, (0.0, 0))[0] < 5
+    assert OTHER in counters(delivery)  # the other site's page is untouched
+    assert cli(delivery, "attention", "clear").stdout.strip() in (
+        "deleted 1 attention counters", "deleted 2 attention counters")
     assert cli(delivery, "attention", "list").stdout.splitlines()[-1] == "no counted pages"
 
 
