@@ -231,3 +231,83 @@ def test_urls_stay_out_of_the_log_above_debug(delivery: Delivery) -> None:
     assert "attention flattrs queued" in text
     for secret in ("blog.example", "manual.example", "elsewhere"):
         assert secret not in text
+
+
+# -- a deletion touches the deleted page alone -------------------------------------------
+
+def test_cli_clear_url_keeps_another_page_not_written_yet(delivery: Delivery) -> None:
+    """Page X is written; page Y comes to the front and accrues in memory (scale 1: the
+    15 s window closes long after the CLI ran); `clear --url X` must leave Y alone."""
+    host = delivery.start(sign_in=False)
+    host.request("attention-count-all", enabled=True)
+    front(host, PAGE)
+    heartbeat(host, 0.3)
+    assert stored_past(delivery, KEY, 0.1) > 0.1
+    signals(host, tab("tab-activated", OTHER, tab_id=2))
+    cleared = cli(delivery, "attention", "clear", "--url", PAGE)
+    assert cleared.returncode == 0, cleared.stderr
+    signals(host, {"signal": "window-focus", "windowId": None})  # the next save
+    shown = page(host, OTHER)["attention"]
+    assert shown > 0.1  # Y accrued while the CLI ran
+    assert page(host, PAGE)["attention"] == 0
+    assert stored_past(delivery, OTHER, shown - 0.002) >= shown - 0.002
+    assert KEY not in counters(delivery)
+    host.close_stdin()
+    assert host.wait() == 0
+    again = delivery.start(sign_in=False)
+    assert page(again, OTHER)["attention"] >= shown - 0.002
+
+
+def test_prune_by_a_second_host_keeps_another_page_not_written_yet(delivery: Delivery) -> None:
+    host = delivery.start(sign_in=False)
+    host.request("attention-count-all", enabled=True)
+    front(host, PAGE)
+    heartbeat(host, 0.3)
+    assert stored_past(delivery, KEY, 0.1) > 0.1
+    signals(host, tab("tab-activated", OTHER, tab_id=2))
+    # X was last updated 100 days ago; a second host starts and prunes it.
+    conn = sqlite3.connect(delivery.home / "host.db")
+    with conn:
+        conn.execute("UPDATE attention_page SET updated_at = updated_at - 8640000 "
+                     "WHERE url = ?", (KEY,))
+    conn.close()
+    second = delivery.start(sign_in=False)
+    assert second.request("attention-settings")["ok"]
+    deadline = time.monotonic() + 10
+    while KEY in counters(delivery) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert KEY not in counters(delivery)
+    signals(host, {"signal": "window-focus", "windowId": None})
+    shown = page(host, OTHER)["attention"]
+    assert shown > 0.1
+    assert stored_past(delivery, OTHER, shown - 0.002) >= shown - 0.002
+    assert page(host, PAGE)["attention"] == 0
+
+
+# -- refusals name the rule, not the value --------------------------------------------------
+
+def test_refused_requests_leave_no_site_or_url_in_the_log_above_debug(
+        delivery: Delivery) -> None:
+    host = HostProcess(delivery.launcher, delivery.home,
+                       env=delivery.env(FLATTR_LOG_LEVEL="info"))
+    delivery.hosts.append(host)
+    assert host.request("hello", extension={"id": "x", "version": "1", "build": "t"})["ok"]
+    refusals = [
+        host.request("attention-site", site="www.secret-one.example", enabled=True),
+        host.request("attention-site", site="https://secret-two.example/path", enabled=True),
+        host.request("https://secret-three.example/"),  # an unknown type
+        host.request("attention-signals", signals=[{"signal": "https://secret-four.example/"}]),
+        host.request("flattr", urls=["ftp://secret-five.example/"]),
+        host.request("flattr", urls=["https://[secret-six.example/"]),
+    ]
+    for reply in refusals:
+        assert reply["ok"] is False, reply
+    # The reply tells the extension which value was refused; the log does not.
+    assert "secret-one.example" in refusals[0]["error"]["message"]
+    host.close_stdin()
+    assert host.wait() == 0
+    stderr = host.stderr_text()
+    text = "".join(p.read_text() for p in (delivery.home / "logs").glob("*")) + stderr
+    assert text.count('"request refused"') == len(refusals)
+    assert "is not a site key" in text and "unknown request type" in text
+    assert "secret" not in text
