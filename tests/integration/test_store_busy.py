@@ -153,6 +153,19 @@ def test_requests_are_answered_in_time_while_another_process_holds_the_lock(
                 assert manual["error"]["code"] == "busy", manual
                 site = timed.one("attention-site", site="other.example", enabled=True)
                 assert site["error"]["code"] == "busy", site
+                token = timed.one("set-token", accessToken=delivery.token,
+                                  subscription={"active": True})
+                assert token["error"]["code"] == "busy", token
+                assert timed.one("flush")["error"]["code"] == "busy"
+                # A host started meanwhile (another browser profile) answers too.
+                second = HostProcess(delivery.launcher, delivery.home, env=delivery.env(
+                    FLATTR_ATTENTION_SCALE=SCALE, FLATTR_STORE_WAIT_S=str(STORE_WAIT_S)))
+                delivery.hosts.append(second)
+                other = Timed(second)
+                assert other.one("hello", extension={"id": "x", "version": "1",
+                                                     "build": "t"})["ok"]
+                assert other.one("attention-page", url=PAGE)["ok"]
+                assert late_replies(other) == []
             time.sleep(0.2)  # within the heartbeat (0.5 s at this scale)
         assert round_ >= 3
         assert locker.wait(30) == 0
