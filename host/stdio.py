@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import sys
 import time
 from _thread import allocate_lock
@@ -159,7 +158,7 @@ class Loop:
             # Requests wait for another process's write lock within the extension's
             # deadline, then get `busy` (docs/protocol.md#errors).
             store.bound_writes(self._config.store_wait_s)
-        except (StoreError, OSError, sqlite3.Error) as exc:
+        except (StoreError, OSError) as exc:
             self._log.exception("cannot open the store", exc)
             return EXIT_FATAL
         try:
