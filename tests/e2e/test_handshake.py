@@ -22,6 +22,7 @@ from conftest import (
     Host,
     LaunchFn,
     Site,
+    log_in,
     page_handshake,
     profile_bytes,
 )
@@ -135,8 +136,6 @@ def test_token_handed_over_while_another_process_holds_the_store(
         browser: BrowserDriver, host: Host, site: Site) -> None:
     """The host answers set-token `busy` (nothing stored) while another process holds
     the store's write lock; the extension sends it again and the page is signed in."""
-    from conftest import log_in
-
     site.create_user("erin", active=True)
     assert browser.open("https://flattr.com/").url  # the worker is up, the host too
     login = browser.open("https://flattr.com/login?next=/")
