@@ -293,7 +293,9 @@ class Store:
 
     def _set_wait(self, seconds: float) -> None:
         if seconds != self._wait_now_s:
-            self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            # SQLite takes a C int of milliseconds: larger values wrap to "no wait".
+            ms = min(int(seconds * 1000), 2**31 - 1)
+            self.conn.execute(f"PRAGMA busy_timeout = {ms}")
             self._wait_now_s = seconds
 
     def _begin_bounded(self, begin: str) -> None:

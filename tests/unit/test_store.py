@@ -105,3 +105,9 @@ def test_bounded_writes_answer_busy_and_then_fail_fast(home: Path, log: Logger) 
         assert bounded.get("k") == "v"
         with bounded.write():  # the full wait again once a write got through
             assert bounded.conn.execute("PRAGMA busy_timeout").fetchone() == (300,)
+
+
+def test_a_huge_wait_is_the_longest_sqlite_takes(home: Path, log: Logger) -> None:
+    with Store(home / "host.db", log) as bounded:
+        bounded.bound_writes(1e12)  # a valid setting; 10^15 ms would wrap to 0 in SQLite
+        assert bounded.conn.execute("PRAGMA busy_timeout").fetchone() == (2**31 - 1,)
