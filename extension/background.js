@@ -32,6 +32,10 @@ const REQUEST_TIMEOUT_MS = { default: 5000, hello: 10000, "set-token": 15000, fl
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_CAP_MS = 30000;
 const MAX_REQUEST_ID = Number.MAX_SAFE_INTEGER; // protocol: 0 <= id <= 2^53 - 1
+// `busy`: another host process held the store; nothing changed (docs/protocol.md#errors).
+// Requests from the flattr.com page have no user to click again: try a few more times.
+const BUSY_RETRIES = 3;
+const BUSY_PAUSE_MS = 1000;
 
 /** Error with a protocol-like code: host codes, or our own `host_unavailable`, `timeout`. */
 class HostError extends Error {
@@ -203,6 +207,18 @@ async function request(type, fields = {}, { skipReady = false } = {}) {
   });
 }
 
+/** request(), sent again after a pause while the host answers `busy`. */
+async function requestRetryingBusy(type, fields) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await request(type, fields);
+    } catch (error) {
+      if (!(error instanceof HostError) || error.code !== "busy" || attempt >= BUSY_RETRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS));
+    }
+  }
+}
+
 function onHostMessage(port, message) {
   if (link.port !== port) return;
   if (typeof message !== "object" || message === null || Array.isArray(message)) {
@@ -328,7 +344,7 @@ async function handlePageMessage(message, sender) {
       if (!checked.ok) return { ok: false, error: { code: "invalid_request", message: checked.reason } };
       let authenticated = false;
       try {
-        const result = await request("set-token", checked.value);
+        const result = await requestRetryingBusy("set-token", checked.value);
         authenticated = result.authenticated === true;
       } catch (error) {
         console.warn("flattr: set-token failed:", error.code, error.message);
@@ -350,7 +366,7 @@ async function handlePageMessage(message, sender) {
     case "page-subscription": {
       const checked = FlattrValidate.subscription(message.subscription);
       if (!checked.ok) return { ok: false, error: { code: "invalid_request", message: checked.reason } };
-      await request("set-subscription", { subscription: checked.value });
+      await requestRetryingBusy("set-subscription", { subscription: checked.value });
       return { ok: true };
     }
     default:

@@ -12,14 +12,24 @@ AttentionEngine` (docs/attention.md, "Integration steps"):
   in **one** transaction, so a crash neither loses a flattr nor sends one twice;
 - it prunes counters not updated for ``max_age_s`` at start and daily.
 
-It has its own store connection, used only under its lock (by the message loop and
-the timer thread in turn). It is imported lazily, on the first attention request:
-``hello`` never loads it. URLs are browsing history: they are logged at ``debug``
-only.
+Two connections, so that another process holding the store's write lock never
+stalls the message loop (docs/attention.md, "Durability"):
+
+- its own (``store``), used by the timer thread alone: it saves the counters and
+  the flattrs the engine decided, waiting for the lock as long as it takes;
+- the message loop's (``requests``): reads, and the writes a request must answer
+  for (a manual flattr, a site setting), which wait at most ``store_wait_s`` and
+  then fail with StoreBusy *before* the engine is touched.
+
+Both take the write lock first and the engine's lock second, so nothing waits for
+another process while holding the engine. It is imported lazily, on the first
+attention request: ``hello`` never loads it. URLs are browsing history: they are
+logged at ``debug`` only.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +57,7 @@ from flattr_host.attention import (
     parse_scale,
 )
 from flattr_host.config import Config
+from flattr_host.errors import StoreBusy
 from flattr_host.logs import Logger
 from flattr_host.messages import AttentionSignal
 from flattr_host.queue import insert_pending
@@ -56,6 +67,8 @@ from flattr_host.urlnorm import UrlError, normalize
 #: Counters not updated for this long are deleted (config ``attention_max_age_s``).
 DEFAULT_MAX_AGE_S = 90 * 86400.0
 PRUNE_EVERY_S = 86400.0
+#: After a failed save the timer tries again this much later (not in a tight loop).
+RETRY_SAVE_S = 1.0
 
 def to_signal(spec: AttentionSignal, at: float) -> Signal:
     """The engine's signal for a validated protocol signal, stamped ``at``."""
@@ -94,7 +107,12 @@ class AttentionService:
 
     ``monotonic`` stamps signals (real seconds); ``wall`` stamps rows (epoch s,
     for pruning and the queue). ``on_queued`` is called (on the timer thread) after
-    the timer queued flattrs; request handlers report their own.
+    the timer saved flattrs it queued. Requests return their own counts.
+
+    With ``timer=False`` (tests) there is no thread: every step saves at once on
+    ``store``, and :meth:`tick` stands in for the timer. With the timer, every step
+    only updates the engine and asks the thread to save; ``requests`` (the loop's
+    connection) must then be another connection than ``store``.
     """
 
     def __init__(
@@ -102,6 +120,7 @@ class AttentionService:
         store: Store,
         log: Logger,
         *,
+        requests: Store | None = None,
         scale: float = 1.0,
         max_age_s: float = DEFAULT_MAX_AGE_S,
         on_queued: Callable[[int], None] | None = None,
@@ -109,8 +128,12 @@ class AttentionService:
         wall: Callable[[], float] = time.time,
         timer: bool = True,
         owns_store: bool = False,
+        retry_s: float = RETRY_SAVE_S,
     ) -> None:
+        if timer and (requests is None or requests is store):
+            raise ValueError("with the timer thread, requests need their own connection")
         self._store = store
+        self._requests = store if requests is None else requests
         self._log = log
         self._scale = scale
         self._max_age_s = max_age_s
@@ -118,14 +141,18 @@ class AttentionService:
         self._mono = monotonic
         self._wall = wall
         self._owns_store = owns_store
+        self._retry_s = retry_s
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # Written or queued by a step whose transaction failed: retried next time.
+        # Decided or changed, not saved yet (a step not saved, or a failed save).
         self._backlog_counters: dict[str, PageCounter] = {}
         self._backlog_urls: list[tuple[Decision, str]] = []
-        with store.write() as conn:
-            pruned = rows.prune(conn, wall() - max_age_s)
+        self._save_wanted = False
+        self._retry_at: float | None = None
+        # A read only: another process may hold the write lock. Pruning at start is
+        # the first save's job (the timer thread's, off the message loop).
+        with store.read() as conn:
             count_all, sites = rows.read_settings(conn)
             records = rows.load_counters(conn)
             self._generation = rows.generation(conn)
@@ -135,87 +162,119 @@ class AttentionService:
                 counters.append(PageCounter.from_record(record))
             except RecordError as exc:
                 log.warning("attention counter row ignored", error=str(exc)[:200])
+        #: URLs known to have a row (loaded or written): the fallback when the
+        #: deletion records no longer reach back to our generation.
+        self._known = {c.url for c in counters}
         self._engine = AttentionEngine(
             SitePolicy(count_all, frozenset(sites)), scale=scale, start=monotonic(),
             counters=counters,
         )
-        self._next_prune = monotonic() + PRUNE_EVERY_S
-        log.info("attention started", counters=len(counters), pruned=len(pruned),
-                 sites=len(sites), count_all=count_all, scale=scale)
+        self._next_prune = monotonic()  # due at once
+        log.info("attention started", counters=len(counters), sites=len(sites),
+                 count_all=count_all, scale=scale)
         if timer:
             self._thread = threading.Thread(target=self._run, name="attention", daemon=True)
             self._thread.start()
 
     @classmethod
-    def open(cls, config: Config, log: Logger,
-             on_queued: Callable[[int], None]) -> AttentionService:
-        """The service of a running host, on its own connection to the config's store."""
+    def open(cls, config: Config, log: Logger, on_queued: Callable[[int], None],
+             requests: Store) -> AttentionService:
+        """The service of a running host: its own connection for saves, the loop's
+        (``requests``, writes bounded by ``store_wait_s``) for requests."""
         scale = parse_scale(str(config.attention_scale))
-        return cls(Store(config.db_path, log), log, scale=scale,
+        return cls(Store(config.db_path, log), log, requests=requests, scale=scale,
                    max_age_s=config.attention_max_age_s,
                    on_queued=on_queued, owns_store=True)
 
     # ----------------------------------------------------------- requests
 
     def signals(self, specs: Sequence[AttentionSignal]) -> int:
-        """Apply relayed signals in order, all stamped now; returns flattrs queued."""
+        """Apply relayed signals in order, all stamped now.
+
+        Returns the flattrs queued by this call: without the timer thread only; with
+        it the thread saves them (and calls ``on_queued``).
+        """
         with self._cond:
             now = self._mono()
             decisions: list[Decision] = []
             for spec in specs:
                 decisions += self._engine.handle(to_signal(spec, now))
-            return self._commit(decisions)
+            self._hold(decisions)
+        return self._stepped()
 
     def manual(self, url: str) -> tuple[int, dict[str, Any] | None]:
         """"Flattr this page": queue ``url`` as given, and jump its counter.
 
         Returns (flattrs queued, the page's status or None when ``url`` cannot be
         counted, e.g. an unusual host the normalizer refuses: it is queued anyway).
+        Raises StoreBusy, with the engine untouched, when another process holds the
+        write lock longer than the loop waits: nothing is queued, the user retries.
         """
-        with self._cond:
-            now = self._mono()
-            try:
-                key = normalize(url)
-            except UrlError:
-                decisions = self._engine.advance(now)
-                return self._commit(decisions, extra=[url]), None
-            decisions = self._engine.handle(ManualFlattr(at=now, url=url))
-            queued = self._commit(decisions, manual_url=(key, url))
-            return queued, self._status(url)
+        try:
+            key: str | None = normalize(url)
+        except UrlError:
+            key = None
+        try:
+            with self._requests.write() as conn:  # the lock first: busy changes nothing
+                with self._cond:
+                    now = self._mono()
+                    if key is None:
+                        self._hold(self._engine.advance(now))
+                        urls = self._write(conn, extra=[url])
+                    else:
+                        self._hold(self._engine.handle(ManualFlattr(at=now, url=url)),
+                                   manual_url=(key, url))
+                        urls = self._write(conn, manual=key)
+        finally:
+            with self._cond:
+                self._cond.notify_all()  # the next wake-up may have moved
+        self._logged(urls)
+        return len(urls), (None if key is None else self._status(url))
 
     def page(self, url: str) -> dict[str, Any]:
-        """What the popup shows for ``url`` (nominal seconds, accrued up to now)."""
-        with self._cond:
-            queued = self._commit(self._engine.advance(self._mono()))
-            status = self._status(url)
+        """What the popup shows for ``url`` (nominal seconds, accrued up to now).
+
+        A deletion by another process shows at once (a read, never a wait).
+        """
+        with self._requests.read() as conn:
+            generation = rows.generation(conn)
+            with self._cond:
+                if generation > self._generation:
+                    self._forget_deleted(conn)
+                    self._generation = generation
+                self._hold(self._engine.advance(self._mono()))
+        queued = self._stepped()
         if queued:
             self._notify(queued)
-        return status
+        return self._status(url)
 
     def settings(self) -> dict[str, Any]:
-        with self._cond:
-            return self._settings()
+        return self._settings(*self._policy_parts())
 
     def set_site(self, site: str, enabled: bool) -> dict[str, Any]:
-        """Opt ``site`` (a key from ``attention-page``, checked by the parser) in or out."""
-        with self._cond:
-            with self._store.write() as conn:
-                rows.set_site(conn, site, enabled, self._wall())
-            self._log.info("attention site changed", enabled=enabled)
-            self._log.debug("attention site", site=site, enabled=enabled)
-            return self._reload_policy()
+        """Opt ``site`` (a key from ``attention-page``, checked by the parser) in or out.
+
+        Raises StoreBusy (nothing changed) when the write lock is not had in time.
+        """
+        with self._requests.write() as conn:
+            rows.set_site(conn, site, enabled, self._wall())
+            parts = rows.read_settings(conn)
+        self._log.info("attention site changed", enabled=enabled)
+        self._log.debug("attention site", site=site, enabled=enabled)
+        return self._apply_policy(*parts)
 
     def set_count_all(self, enabled: bool) -> dict[str, Any]:
-        with self._cond:
-            with self._store.write() as conn:
-                rows.set_count_all(conn, enabled)
-            self._log.info("attention count every site", enabled=enabled)
-            return self._reload_policy()
+        with self._requests.write() as conn:
+            rows.set_count_all(conn, enabled)
+            parts = rows.read_settings(conn)
+        self._log.info("attention count every site", enabled=enabled)
+        return self._apply_policy(*parts)
 
     def tick(self) -> int:
-        """Advance to now (the timer's job; tests call it directly); returns flattrs queued."""
-        with self._cond:
-            queued = self._tick_locked()
+        """Advance to now and save (the timer's job, without the thread); returns flattrs queued."""
+        if self._thread is not None:
+            raise RuntimeError("tick() is for a service without its timer thread")
+        queued = self._save(prune=True)
         if queued:
             self._notify(queued)
         return queued
@@ -225,23 +284,33 @@ class AttentionService:
             return self._engine.next_wakeup()
 
     def close(self) -> None:
-        """Stop the timer, save the attention accrued so far, close an owned store."""
+        """Stop the timer, save the attention accrued so far, close an owned store.
+
+        The final save waits for another process's write lock (exit only).
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(5.0)
-        with self._cond:
-            try:
-                queued = self._commit(self._engine.advance(self._mono()))
-                if queued:
-                    self._log.info("attention flattrs queued at exit", count=queued)
-            except Exception as exc:
-                self._log.exception("saving attention at exit failed", exc)
-            if self._owns_store:
-                self._store.close()
+            self._thread.join(self._store_wait_limit())
+            if self._thread.is_alive():
+                self._log.warning("attention timer still saving at exit; not saving again")
+                return
+        try:
+            queued = self._save(prune=False, raise_errors=True)
+            if queued:
+                self._log.info("attention flattrs queued at exit", count=queued)
+        except Exception as exc:
+            self._log.exception("saving attention at exit failed", exc)
+        if self._owns_store:
+            self._store.close()
 
     # ---------------------------------------------------------- internals
+
+    def _store_wait_limit(self) -> float:
+        from flattr_host.store import BUSY_TIMEOUT_MS
+
+        return BUSY_TIMEOUT_MS / 1000 + 5.0
 
     def _notify(self, queued: int) -> None:
         if self._on_queued is not None:
@@ -251,10 +320,11 @@ class AttentionService:
                 self._log.exception("attention: notifying the queue failed", exc)
 
     def _status(self, url: str) -> dict[str, Any]:
-        try:
-            status = self._engine.status(url)
-        except UrlError:
-            return {"countable": False}
+        with self._cond:
+            try:
+                status = self._engine.status(url)
+            except UrlError:
+                return {"countable": False}
         count_all, sites = self._policy_parts()
         return {
             "countable": True,
@@ -271,46 +341,26 @@ class AttentionService:
         }
 
     def _policy_parts(self) -> tuple[bool, list[str]]:
-        with self._store.read() as conn:
+        with self._requests.read() as conn:  # a snapshot: never waits for a writer
             return rows.read_settings(conn)
 
-    def _settings(self) -> dict[str, Any]:
-        count_all, sites = self._policy_parts()
+    def _settings(self, count_all: bool, sites: list[str]) -> dict[str, Any]:
         return {"countAll": count_all, "sites": sites, "active": count_all or bool(sites),
                 "heartbeatMs": rows.heartbeat_ms(self._scale)}
 
-    def _reload_policy(self) -> dict[str, Any]:
-        count_all, sites = self._policy_parts()
-        decisions = self._engine.set_policy(self._mono(), SitePolicy(count_all, frozenset(sites)))
-        self._commit(decisions)
-        self._cond.notify_all()
-        return {"countAll": count_all, "sites": sites, "active": count_all or bool(sites),
-                "heartbeatMs": rows.heartbeat_ms(self._scale)}
+    def _apply_policy(self, count_all: bool, sites: list[str]) -> dict[str, Any]:
+        with self._cond:
+            self._hold(self._engine.set_policy(self._mono(),
+                                               SitePolicy(count_all, frozenset(sites))))
+        self._stepped()
+        return self._settings(count_all, sites)
 
-    def _tick_locked(self) -> int:
-        now = self._mono()
-        queued = self._commit(self._engine.advance(now))
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY_S
-            self._prune()
-        return queued
-
-    def _prune(self) -> None:
-        with self._store.write() as conn:
-            gone = rows.prune(conn, self._wall() - self._max_age_s)
-            if gone:
-                self._generation = rows.generation(conn)
-        if gone:
-            self._engine.forget(gone)
-            self._log.info("attention counters pruned", count=len(gone))
-
-    def _commit(self, decisions: list[Decision], manual_url: tuple[str, str] | None = None,
-                extra: Iterable[str] = ()) -> int:
-        """Write changed counters and queue ``decisions`` in one transaction.
+    def _hold(self, decisions: Iterable[Decision],
+              manual_url: tuple[str, str] | None = None) -> None:
+        """Keep decisions and changed counters for the next save (engine lock held).
 
         A manual decision queues the URL the user was looking at (``manual_url``'s
-        second item), thresholds the normalized URL. Returns how many were queued.
-        A failed transaction keeps both for the next step (log, no crash).
+        second item), thresholds the normalized URL.
         """
         for decision in decisions:
             url = decision.url
@@ -319,66 +369,149 @@ class AttentionService:
             self._backlog_urls.append((decision, url))
         for counter in self._engine.take_dirty():
             self._backlog_counters[counter.url] = counter
-        extra = list(extra)
-        if not self._backlog_counters and not self._backlog_urls and not extra:
-            self._cond.notify_all()  # the next wake-up may have moved
-            return 0
-        now = self._wall()
-        try:
-            urls = self._write(now, extra)
-        except Exception as exc:
-            self._log.exception("saving attention failed; will retry", exc)
-            if extra:
-                raise
-            return 0
-        finally:
+
+    def _stepped(self) -> int:
+        """After a step: save now without the timer thread, else wake it to save."""
+        if self._thread is None:
+            return self._save(prune=True)
+        with self._cond:
+            self._save_wanted = True
             self._cond.notify_all()
+        return 0
+
+    def _save(self, prune: bool, raise_errors: bool = False) -> int:
+        """Advance to now and write the backlog on our own connection; flattrs queued.
+
+        The write lock is taken before the engine's lock (it may wait for another
+        process). A failed save keeps everything for the next one (logged).
+        """
+        with self._cond:
+            self._hold(self._engine.advance(self._mono()))
+            if not (self._backlog_urls or self._backlog_counters
+                    or (prune and self._mono() >= self._next_prune)):
+                return 0  # nothing to write: do not even take the lock
+        try:
+            with self._store.write() as conn:
+                with self._cond:
+                    self._hold(self._engine.advance(self._mono()))
+                    urls = self._write(conn, prune=prune)
+        except Exception as exc:
+            with self._cond:
+                self._retry_at = self._mono() + self._retry_s
+                self._save_wanted = True
+                self._cond.notify_all()
+            if raise_errors:
+                raise
+            if isinstance(exc, StoreBusy | sqlite3.OperationalError):
+                self._log.warning("saving attention failed; will retry", error=str(exc)[:200])
+            else:
+                self._log.exception("saving attention failed; will retry", exc)
+            return 0
+        with self._cond:
+            self._retry_at = None
+            self._cond.notify_all()  # the next wake-up may have moved
+        self._logged(urls)
+        return len(urls)
+
+    def _logged(self, urls: list[str]) -> None:
         if urls:
             self._log.info("attention flattrs queued", count=len(urls))
             self._log.debug("attention flattrs", urls=urls)
-        return len(urls)
 
-    def _write(self, now: float, extra: list[str]) -> list[str]:
-        with self._store.write() as conn:
-            generation = rows.generation(conn)
-            pending = self._backlog_urls
-            if generation != self._generation:
-                # `flattr-host attention clear` or another host's prune deleted rows.
-                stored = {r["url"] for r in rows.load_counters(conn)}
-                gone = [c.url for c in self._engine.counters() if c.url not in stored]
-                self._engine.forget(gone)
-                for url in gone:
-                    self._backlog_counters.pop(url, None)
-                pending = [(d, u) for d, u in pending if d.reason == "manual" or d.url in stored]
+    def _write(self, conn: sqlite3.Connection, *, extra: Sequence[str] = (),
+               manual: str | None = None, prune: bool = False) -> list[str]:
+        """Write the backlog inside the open write transaction ``conn`` (engine lock held).
+
+        Takes the backlog out first and puts it back if anything here or the commit
+        fails, so one decision is never in two saves. ``manual``/``extra`` belong to
+        the request being answered: on failure they are dropped, not retried later
+        (the request gets an error and the user may click again).
+        """
+        generation = rows.generation(conn)
+        if generation > self._generation:
+            # Committed by others: forgotten for good, even if this save fails.
+            self._forget_deleted(conn)
+            self._generation = generation
+        pending, counters = self._backlog_urls, self._backlog_counters
+        self._backlog_urls, self._backlog_counters = [], {}
+        now = self._wall()
+        try:
             # Another host sharing the store may have queued a threshold already.
             done = rows.stored_next_index(conn, {d.url for d, _u in pending})
             urls = [u for d, u in pending if d.reason == "manual" or d.ordinal > done.get(d.url, 0)]
             urls += extra
-            rows.upsert_counters(conn, [c.to_record() for c in self._backlog_counters.values()],
-                                 now)
+            rows.upsert_counters(conn, [c.to_record() for c in counters.values()], now)
             if urls:
                 insert_pending(conn, urls, now)
-        self._generation = generation
-        self._backlog_counters.clear()
-        self._backlog_urls = []
+            self._generation = generation
+            if prune and self._mono() >= self._next_prune:
+                # After the upsert: what we just wrote is fresh and stays.
+                gone = rows.prune(conn, now - self._max_age_s)
+                if gone:
+                    self._engine.forget(gone)
+                    self._known.difference_update(gone)
+                    self._generation = rows.generation(conn)
+                    self._log.info("attention counters pruned", count=len(gone))
+                self._next_prune = self._mono() + PRUNE_EVERY_S
+            # Committed here, under the engine's lock: if the commit fails, the
+            # backlog is put back before any other save can take it.
+            conn.execute("COMMIT")
+        except BaseException:
+            self._generation = generation
+            self._put_back(pending, counters, manual)
+            raise
+        self._known.update(counters)
         return urls
 
+    def _put_back(self, pending: list[tuple[Decision, str]], counters: dict[str, PageCounter],
+                  manual: str | None) -> None:
+        if manual is not None:
+            pending = [(d, u) for d, u in pending if not (d.reason == "manual" and d.url == manual)]
+        self._backlog_urls = pending + self._backlog_urls
+        for url, counter in counters.items():
+            self._backlog_counters.setdefault(url, counter)
+
+    def _forget_deleted(self, conn: sqlite3.Connection) -> None:
+        """Another process (or the CLI) deleted counters: forget those pages only."""
+        deleted = rows.deletions_since(conn, self._generation)
+        if deleted is None:  # the records do not reach back: compare with what we wrote
+            stored = rows.stored_urls(conn)
+            known = self._known
+            deleted = lambda url: url in known and url not in stored  # noqa: E731
+        gone = [c.url for c in self._engine.counters() if deleted(c.url)]
+        gone += [u for u in self._backlog_counters if deleted(u) and u not in gone]
+        self._engine.forget(gone)
+        for url in gone:
+            self._backlog_counters.pop(url, None)
+        self._known.difference_update(gone)
+        self._backlog_urls = [(d, u) for d, u in self._backlog_urls
+                              if d.reason == "manual" or not deleted(d.url)]
+
     def _run(self) -> None:
-        """The timer thread: sleep until the next change, advance, repeat."""
+        """The timer thread: sleep until the next change or a save is asked, save, repeat."""
         try:
             while True:
-                queued = 0
                 with self._cond:
                     if self._stopping:
                         return
                     now = self._mono()
-                    wakeup = self._engine.next_wakeup()
-                    due = self._next_prune if wakeup is None else min(wakeup, self._next_prune)
+                    due = self._due(now)
                     if due > now:
                         self._cond.wait(due - now)  # notified when a step re-arms
                         continue
-                    queued = self._tick_locked()
+                    self._save_wanted = False
+                queued = self._save(prune=True)
                 if queued:
                     self._notify(queued)
         except Exception as exc:
             self._log.exception("attention timer stopped by an internal error", exc)
+
+    def _due(self, now: float) -> float:
+        """When the timer must save next (engine lock held)."""
+        wakeup = self._engine.next_wakeup()
+        due = self._next_prune if wakeup is None else min(wakeup, self._next_prune)
+        if self._save_wanted:
+            due = min(due, now)
+        if self._retry_at is not None:
+            due = max(due, self._retry_at)
+        return due

@@ -9,20 +9,30 @@ Several host processes share the store. Two rules keep them consistent:
 - :func:`upsert_counters` merges with ``MAX`` per column, so a process holding an
   older copy of a counter never lowers what another process wrote;
 - every deletion (``flattr-host attention clear``, pruning) bumps the
-  ``attention_generation`` in ``kv``; a running host that sees a new generation
-  drops the counters that are gone from its memory (:func:`generation`).
+  ``attention_generation`` in ``kv`` and records what it deleted under that
+  generation (all counters, a site, or URLs); a running host that sees a new
+  generation forgets exactly those pages from its memory (:func:`deletions_since`),
+  including pages it counted but had not written yet, and nothing else.
 """
 
 from __future__ import annotations
 
+import json
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
 COUNT_ALL_KEY = "attention_count_all"
 GENERATION_KEY = "attention_generation"
+#: kv key of what generation N deleted: DELETED_PREFIX + str(N), value a JSON scope
+#: ({"all": true}, {"site": key} or {"urls": [...]}).
+DELETED_PREFIX = "attention_deleted:"
+#: How many deletion records are kept; a host further behind falls back to comparing
+#: the rows it knows it wrote with the rows still stored.
+KEEP_DELETIONS = 64
 #: Columns of attention_page besides updated_at, as PageCounter.to_record() names them.
 COLUMNS = ("url", "attention_s", "audio_s", "is_audio", "next_index")
 
@@ -140,19 +150,60 @@ def upsert_counters(conn: sqlite3.Connection, records: Iterable[Mapping[str, Any
     )
 
 
+def _record_deletion(conn: sqlite3.Connection, scope: dict[str, Any]) -> None:
+    """Bump the generation and record ``scope`` under it (same transaction)."""
+    _bump_generation(conn)
+    current = generation(conn)
+    conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                 (f"{DELETED_PREFIX}{current}", json.dumps(scope, separators=(",", ":"))))
+    for (key,) in conn.execute("SELECT key FROM kv WHERE key GLOB ?",
+                               (DELETED_PREFIX + "*",)).fetchall():
+        number = _record_number(key)
+        if number is None or number <= current - KEEP_DELETIONS:
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+
+def _record_number(key: str) -> int | None:
+    digits = key[len(DELETED_PREFIX):]
+    return int(digits) if digits.isdigit() else None
+
+
 def delete_counters(conn: sqlite3.Connection, urls: Iterable[str] | None = None) -> list[str]:
-    """Delete the rows of ``urls`` (all when None); returns the URLs deleted."""
+    """Delete the rows of ``urls`` (all when None); returns the URLs deleted.
+
+    The deletion is recorded even when no row matched: a running host may hold the
+    page in memory, not written yet, and must forget it too.
+    """
     if urls is None:
         gone = [str(r[0]) for r in conn.execute("SELECT url FROM attention_page")]
         conn.execute("DELETE FROM attention_page")
-    else:
-        gone = []
-        for url in urls:
-            if conn.execute("DELETE FROM attention_page WHERE url = ?", (url,)).rowcount:
-                gone.append(url)
-    if gone:
-        _bump_generation(conn)
+        _record_deletion(conn, {"all": True})
+        return gone
+    wanted = list(dict.fromkeys(urls))
+    gone = [url for url in wanted
+            if conn.execute("DELETE FROM attention_page WHERE url = ?", (url,)).rowcount]
+    if wanted:
+        _record_deletion(conn, {"urls": wanted})
     return gone
+
+
+def delete_site(conn: sqlite3.Connection, site: str) -> list[str]:
+    """Delete every counter of ``site`` (a key of ``urlnorm.site_of``); returns the URLs."""
+    from flattr_host.urlnorm import site_of  # not on the hello path
+
+    gone = [str(r[0]) for r in conn.execute("SELECT url FROM attention_page")
+            if _site(site_of, str(r[0])) == site]
+    for url in gone:
+        conn.execute("DELETE FROM attention_page WHERE url = ?", (url,))
+    _record_deletion(conn, {"site": site})
+    return gone
+
+
+def _site(site_of: Callable[[str], str], url: str) -> str | None:
+    try:
+        return site_of(url)
+    except ValueError:
+        return None
 
 
 def prune(conn: sqlite3.Connection, older_than: float) -> list[str]:
@@ -162,3 +213,41 @@ def prune(conn: sqlite3.Connection, older_than: float) -> list[str]:
         for r in conn.execute("SELECT url FROM attention_page WHERE updated_at < ?", (older_than,))
     ]
     return delete_counters(conn, old) if old else []
+
+
+def stored_urls(conn: sqlite3.Connection) -> set[str]:
+    """The URLs that have a counter row."""
+    return {str(r[0]) for r in conn.execute("SELECT url FROM attention_page")}
+
+
+def deletions_since(conn: sqlite3.Connection, known: int) -> Callable[[str], bool] | None:
+    """Which URLs the deletions after generation ``known`` removed, as a predicate.
+
+    None when the records no longer reach back to ``known`` (more than
+    :data:`KEEP_DELETIONS` deletions since, or a record unreadable).
+    """
+    current = generation(conn)
+    if current <= known:
+        return lambda _url: False
+    scopes: list[dict[str, Any]] = []
+    for number in range(known + 1, current + 1):
+        row = conn.execute("SELECT value FROM kv WHERE key = ?",
+                           (f"{DELETED_PREFIX}{number}",)).fetchone()
+        if row is None:
+            return None
+        try:
+            scope = json.loads(row[0])
+        except ValueError:
+            return None
+        if not isinstance(scope, dict):
+            return None
+        scopes.append(scope)
+    if any(scope.get("all") is True for scope in scopes):
+        return lambda _url: True
+    urls = {str(u) for scope in scopes for u in scope.get("urls", ()) if isinstance(u, str)}
+    sites = {str(scope["site"]) for scope in scopes if isinstance(scope.get("site"), str)}
+    if not sites:
+        return urls.__contains__
+    from flattr_host.urlnorm import site_of
+
+    return lambda url: url in urls or _site(site_of, url) in sites

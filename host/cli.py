@@ -383,21 +383,23 @@ def _attention_list(options: Any) -> int:
 def _attention_clear(options: Any) -> int:
     from flattr_host import attention_store
     from flattr_host.errors import FlattrHostError
-    from flattr_host.urlnorm import UrlError, normalize, site_of
+    from flattr_host.urlnorm import UrlError, normalize
 
+    url: str | None = None
+    if options.url is not None:
+        try:
+            url = normalize(options.url)
+        except UrlError as exc:
+            raise FlattrHostError(f"--url: {exc}") from None
     _config, _log, store = _open()
     with store, store.write() as conn:
-        urls: list[str] | None = None
-        if options.url is not None:
-            try:
-                urls = [normalize(options.url)]
-            except UrlError as exc:
-                raise FlattrHostError(f"--url: {exc}") from None
+        if url is not None:
+            gone = attention_store.delete_counters(conn, [url])
         elif options.site is not None:
-            site = options.site.lower().removeprefix("www.")
-            urls = [row["url"] for row in attention_store.load_counters(conn)
-                    if site_of(row["url"]) == site]
-        gone = attention_store.delete_counters(conn, urls)
-    # A running host sees the new generation on its next write and forgets them too.
+            gone = attention_store.delete_site(conn, options.site.lower().removeprefix("www."))
+        else:
+            gone = attention_store.delete_counters(conn)
+    # Recorded with the new generation: a running host forgets these pages (and only
+    # these) on its next write, also those it had counted but not written yet.
     print(f"deleted {len(gone)} attention counters")
     return 0

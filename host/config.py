@@ -9,6 +9,7 @@ costs ~3 ms to import (docs/performance.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -63,6 +64,7 @@ class Config:
     done_retention_s: float = 7 * 86400.0
     pending_expiry_s: float = 30 * 86400.0
     exit_grace_s: float = 5.0
+    store_wait_s: float = 2.0
     inspect: bool = False
     attention_scale: float = 1.0
     attention_max_age_s: float = 90 * 86400.0
@@ -124,6 +126,7 @@ ENV = {
     "FLATTR_DONE_RETENTION_S": "done_retention_s",
     "FLATTR_PENDING_EXPIRY_S": "pending_expiry_s",
     "FLATTR_EXIT_GRACE_S": "exit_grace_s",
+    "FLATTR_STORE_WAIT_S": "store_wait_s",
     "FLATTR_INSPECT": "inspect",
     "FLATTR_ATTENTION_SCALE": "attention_scale",
     "FLATTR_ATTENTION_MAX_AGE_S": "attention_max_age_s",
@@ -145,12 +148,9 @@ def _convert(name: str, raw: Any, source: str) -> Any:
                 return False
             raise ValueError("expected 1/0, true/false, yes/no or on/off")
         if kind == "int":
-            return int(raw)
+            return _whole_number(raw)
         if kind == "float":
-            value = float(raw)
-            if value < 0 or value != value:
-                raise ValueError("must be a number >= 0")
-            return value
+            return _finite_number(raw)
         if kind == "str":
             return os.path.expanduser(str(raw)) if name == "home" else str(raw)
         if kind == "str | None":
@@ -161,6 +161,42 @@ def _convert(name: str, raw: Any, source: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: invalid value {raw!r} for {name}: {exc}") from None
     raise ConfigError(f"{source}: unsupported setting {name}")  # pragma: no cover
+
+
+def _shown(raw: Any) -> str:
+    return raw.strip() if isinstance(raw, str) else repr(raw)
+
+
+def _finite_number(raw: Any) -> float:
+    """A float setting: finite and >= 0 (``nan``, ``inf`` and JSON ``true`` are refused)."""
+    rule = f"must be a finite number >= 0, got {_shown(raw)}"
+    if isinstance(raw, bool):
+        raise ValueError(rule)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(rule) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(rule)
+    return value
+
+
+def _whole_number(raw: Any) -> int:
+    """An int setting: a whole number >= 0 (``2.5``, ``nan`` and JSON ``true`` are refused)."""
+    rule = f"must be a whole number >= 0, got {_shown(raw)}"
+    if isinstance(raw, bool):
+        raise ValueError(rule)
+    if isinstance(raw, float):
+        if not raw.is_integer():  # also nan and inf
+            raise ValueError(rule)
+        raw = int(raw)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(rule) from None
+    if value < 0:
+        raise ValueError(rule)
+    return value
 
 
 def _validate(config: Config) -> Config:

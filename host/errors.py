@@ -39,11 +39,15 @@ class InvalidFrame(FrameError):
 class RequestError(FlattrHostError):
     """A request that gets an error reply; ``code`` is the protocol's error code."""
 
-    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
+    def __init__(self, code: str, message: str, request_id: int | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        #: ``message`` without the refused value (a site, a URL, a type name): what
+        #: the log shows above debug, since values may be browsing history.
+        self.reason = message if reason is None else reason
 
 
 class CallerRefused(FlattrHostError):
@@ -52,6 +56,13 @@ class CallerRefused(FlattrHostError):
 
 class StoreError(FlattrHostError):
     """The data directory or the SQLite store cannot be used."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the store's write lock longer than this connection waits.
+
+    Raised before the transaction began: nothing was changed, the caller may retry.
+    """
 
 
 class TransitionError(FlattrHostError):

@@ -38,6 +38,7 @@ INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
 TOO_LARGE = "too_large"
 INTERNAL = "internal"
+BUSY = "busy"
 
 
 class Hello(Value):
@@ -161,11 +162,12 @@ def parse_request(message: dict[str, Any]) -> Request:
     parser = _PARSERS.get(kind)
     if parser is None:
         shown = kind if len(kind) <= 64 else kind[:64] + "..."
-        raise RequestError(UNKNOWN_TYPE, f"unknown request type {shown!r}", request_id)
+        raise RequestError(UNKNOWN_TYPE, f"unknown request type {shown!r}", request_id,
+                           reason="unknown request type")
     try:
         body = parser(message)
     except _FieldError as exc:
-        raise RequestError(INVALID_REQUEST, str(exc), request_id) from None
+        raise RequestError(INVALID_REQUEST, str(exc), request_id, reason=exc.reason) from None
     return Request(request_id, kind, body)
 
 
@@ -185,7 +187,14 @@ def state_event(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class _FieldError(Exception):
-    """Internal: a field broke its rule; becomes an invalid_request reply."""
+    """Internal: a field broke its rule; becomes an invalid_request reply.
+
+    ``reason`` is the message without the refused value, for the log.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 def _type_name(value: object) -> str:
@@ -267,7 +276,8 @@ def check_url(url: object, field: str) -> str:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError as exc:
-        raise _FieldError(f"field '{field}' is not a valid URL ({exc})") from None
+        raise _FieldError(f"field '{field}' is not a valid URL ({exc})",
+                          reason=f"field '{field}' is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
         raise _FieldError(f"field '{field}' must be an http or https URL")
     if not host:
@@ -339,8 +349,8 @@ def _signal(item: object, where: str) -> AttentionSignal:
     kind = item.get("signal")
     if kind not in _SIGNAL_KINDS:
         shown = repr(kind[:64]) if isinstance(kind, str) else _type_name(kind)
-        raise _FieldError(f"field '{where}.signal' must be one of {', '.join(_SIGNAL_KINDS)}, "
-                          f"got {shown}")
+        rule = f"field '{where}.signal' must be one of {', '.join(_SIGNAL_KINDS)}"
+        raise _FieldError(f"{rule}, got {shown}", reason=rule)
     tab_id = window_id = None
     url = state = None
     incognito = audible = muted = None
@@ -400,8 +410,8 @@ def _attention_site(message: dict[str, Any]) -> AttentionSite:
                 return AttentionSite(site, _bool(message.get("enabled"), "enabled"))
         except UrlError:
             continue
-    raise _FieldError(f"field 'site' is not a site key (host without 'www.', lower case, "
-                      f"optional port): {site[:64]!r}")
+    rule = "field 'site' is not a site key (host without 'www.', lower case, optional port)"
+    raise _FieldError(f"{rule}: {site[:64]!r}", reason=rule)
 
 
 def _attention_count_all(message: dict[str, Any]) -> AttentionCountAll:

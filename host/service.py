@@ -11,6 +11,7 @@ import time
 
 from flattr_host import PROTOCOL_VERSION, __version__
 from flattr_host import messages as m
+from flattr_host.errors import RequestError, StoreBusy
 from flattr_host.queue import Queue
 from flattr_host.state import SignedOut, Snapshot, StateStore, SubscriptionSet, TokenStored
 from flattr_host.token_store import TokenStore
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 
 _READ_ONLY = (m.GetState, m.Hello)
+
+BUSY_MESSAGE = ("the store is busy: another flattr-host process holds its write lock; "
+                "nothing was changed, try again")
 
 #: How long a cached state is trusted without asking SQLite whether anything changed.
 RECHECK_S = 0.05
@@ -149,7 +153,12 @@ class Service:
         """The result of ``request``; raises RequestError for a protocol error."""
         if not isinstance(request.body, _READ_ONLY):
             self.invalidate()  # this request may write through our own connection
-        return self._handlers[type(request.body)](request.body)
+        try:
+            return self._handlers[type(request.body)](request.body)
+        except StoreBusy:
+            # The loop's writes wait at most store_wait_s (stdio.Loop): another process
+            # holds the lock. Nothing was changed; the extension or the user retries.
+            raise RequestError(m.BUSY, BUSY_MESSAGE, request.id) from None
 
     def _changed(self, wake: bool = False, debounce: bool = False) -> None:
         self._emit_state(self.state())
@@ -170,6 +179,8 @@ class Service:
         self._log.add_secret(body.token)
         try:
             self.states.apply(TokenStored(body.subscription_active), token=body.token)
+        except StoreBusy:
+            raise  # nothing stored: a `busy` error, the page may send the token again
         except Exception as exc:
             # Document 000 / REFERENCE.md: the page is told authenticated=false when
             # storing failed. The full error is in the log.
@@ -219,7 +230,7 @@ class Service:
             from flattr_host.attention_service import AttentionService
 
             self._attention = AttentionService.open(self._config, self._log,
-                                                    self._attention_queued)
+                                                    self._attention_queued, self._store)
         return self._attention
 
     def _attention_queued(self, _count: int) -> None:

@@ -155,6 +155,9 @@ class Loop:
 
         try:
             store = Store(self._config.db_path, self._log)
+            # Requests wait for another process's write lock within the extension's
+            # deadline, then get `busy` (docs/protocol.md#errors).
+            store.bound_writes(self._config.store_wait_s)
         except (StoreError, OSError) as exc:
             self._log.exception("cannot open the store", exc)
             return EXIT_FATAL
@@ -260,7 +263,10 @@ class Loop:
             self._log.warning("invalid frame", error=str(exc))
             reply = m.error(None, m.INVALID_REQUEST, str(exc))
         except RequestError as exc:
-            self._log.warning("request refused", code=exc.code, error=exc.message)
+            # The value refused may be a URL or a site (browsing history): only at debug.
+            self._log.warning("request refused", code=exc.code, error=exc.reason)
+            if self._debug and exc.reason != exc.message:
+                self._log.debug("request refused: the value", error=exc.message)
             reply = m.error(exc.request_id, exc.code, exc.message)
         except Exception as exc:
             self._log.exception("internal error while handling a request", exc, id=request_id)

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 
-from flattr_host.errors import StoreError
+from flattr_host.errors import StoreBusy, StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from flattr_host.logs import Logger
 
 BUSY_TIMEOUT_MS = 30_000
+#: After one StoreBusy on a bounded connection, later writes wait at most this long
+#: until one succeeds (Store.bound_writes).
+BUSY_AGAIN_S = 0.1
 
 # Each entry migrates from version i to i + 1; PRAGMA user_version records the result.
 MIGRATIONS: tuple[str, ...] = (
@@ -129,24 +132,40 @@ def ensure_dir(path: str) -> None:
 class _Transaction:
     """``with store.write()`` / ``with store.read()``: commit on success, roll back on error."""
 
-    __slots__ = ("_begin", "_conn")
+    __slots__ = ("_begin", "_bounded", "_conn")
 
-    def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, begin: str,
+                 bounded: Store | None = None) -> None:
         self._conn = conn
         self._begin = begin
+        self._bounded = bounded
 
     def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute(self._begin)
+        if self._bounded is None:
+            self._conn.execute(self._begin)
+        else:
+            self._bounded._begin_bounded(self._begin)
         return self._conn
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  trace: TracebackType | None) -> None:
+        if not self._conn.in_transaction:
+            return  # ended inside the block (committed early, or rolled back by SQLite)
         self._conn.execute("ROLLBACK" if kind is not None and self._begin != "BEGIN" else "COMMIT")
 
 
 #: SQLite result codes that mean the file is not a usable database.
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
+
+
+SQLITE_BUSY = 5
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True when another connection holds a lock this one waited for in vain."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == SQLITE_BUSY
 
 
 def is_corruption(exc: sqlite3.Error) -> bool:
@@ -163,6 +182,9 @@ class Store:
         self.path = os.fspath(path)
         self._log = log
         self._busy_timeout_s = busy_timeout_s
+        self._write_wait_s: float | None = None  # set by bound_writes()
+        self._wait_now_s = busy_timeout_s
+        self._was_busy = False
         ensure_dir(os.path.dirname(os.path.abspath(self.path)))
         try:
             self.conn = self._open_retrying()
@@ -249,8 +271,47 @@ class Store:
                 os.replace(self.path + suffix, aside + suffix)
 
     def write(self) -> _Transaction:
-        """A write transaction (BEGIN IMMEDIATE); commits on success, rolls back on error."""
-        return _Transaction(self.conn, "BEGIN IMMEDIATE")
+        """A write transaction (BEGIN IMMEDIATE); commits on success, rolls back on error.
+
+        After :meth:`bound_writes`, raises :class:`StoreBusy` when the write lock is
+        not had in time (nothing changed).
+        """
+        return _Transaction(self.conn, "BEGIN IMMEDIATE",
+                            None if self._write_wait_s is None else self)
+
+    def bound_writes(self, wait_s: float) -> None:
+        """Let a write wait at most ``wait_s`` for another process's lock, then raise.
+
+        For the message loop's connection: the extension gives up on a request after
+        5 to 15 s (docs/protocol.md#errors, ``busy``). Once a write was refused, the
+        next ones wait at most :data:`BUSY_AGAIN_S` until one succeeds, so requests
+        queued behind a lock held for long are all answered promptly, not one wait
+        each.
+        """
+        self._write_wait_s = wait_s
+        self._set_wait(wait_s)
+
+    def _set_wait(self, seconds: float) -> None:
+        if seconds != self._wait_now_s:
+            # SQLite takes a C int of milliseconds: larger values wrap to "no wait".
+            ms = min(int(seconds * 1000), 2**31 - 1)
+            self.conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._wait_now_s = seconds
+
+    def _begin_bounded(self, begin: str) -> None:
+        assert self._write_wait_s is not None
+        wait = min(self._write_wait_s, BUSY_AGAIN_S) if self._was_busy else self._write_wait_s
+        self._set_wait(wait)
+        try:
+            self.conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            self._was_busy = True
+            raise StoreBusy(
+                f"{self.path}: another process held the write lock for more than {wait:g} s"
+            ) from None
+        self._was_busy = False
 
     def read(self) -> _Transaction:
         """A read transaction: a consistent snapshot of several queries."""

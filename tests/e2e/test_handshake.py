@@ -22,6 +22,7 @@ from conftest import (
     Host,
     LaunchFn,
     Site,
+    log_in,
     page_handshake,
     profile_bytes,
 )
@@ -118,3 +119,40 @@ def test_packaged_build_reports_its_build_id(
         if line.get("msg") == "frame in" and line["message"].get("type") == "hello"
     ]
     assert hello and hello[0]["extension"]["build"] == "e2e-build.7"
+
+
+LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+@pytest.mark.browsers("chromium")  # the retry is the extension's, the same in both
+def test_token_handed_over_while_another_process_holds_the_store(
+        browser: BrowserDriver, host: Host, site: Site) -> None:
+    """The host answers set-token `busy` (nothing stored) while another process holds
+    the store's write lock; the extension sends it again and the page is signed in."""
+    site.create_user("erin", active=True)
+    assert browser.open("https://flattr.com/").url  # the worker is up, the host too
+    login = browser.open("https://flattr.com/login?next=/")
+    log_in(login, "erin")
+    login.wait_for_url("https://flattr.com/")
+    # Held longer than the host's wait (store_wait_s, 2 s), shorter than 3 retries.
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(host.home / "host.db"), "3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
+        page = browser.open("https://flattr.com/oauth/ext")
+        answer = page.wait_event("flattr-authenticated")
+        assert answer["detail"] == {"authenticated": True}, answer
+    finally:
+        locker.wait(30)
+    assert host.status()["authenticated"] is True
+    busy = [line for line in host.log_lines()
+            if line.get("msg") == "request refused" and line.get("code") == "busy"]
+    assert busy, "the lock was not met: the test did not exercise the retry"

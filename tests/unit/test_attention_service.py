@@ -266,9 +266,9 @@ def test_prune_drops_old_counters_at_start(rig: Rig, tmp_path: Path) -> None:
     with rig.store.write() as conn:
         conn.execute("UPDATE attention_page SET updated_at = ? WHERE url = ?",
                      (rig.wall.t - 91 * DAY, "https://old.example/"))
-    rig.restart()
-    assert set(rig.counters()) == {KEY}
+    rig.restart()  # the start only reads: pruning is the first save's job (the timer's)
     assert rig.svc.page("https://old.example/")["flattrs"] == 0
+    assert set(rig.counters()) == {KEY}
 
 
 def test_prune_runs_daily_from_the_timer(tmp_path: Path, log: Logger) -> None:
@@ -335,8 +335,10 @@ def test_failed_commit_is_retried_without_losing_the_flattr(rig: Rig) -> None:
 def test_timer_thread_fires_without_polling(tmp_path: Path, log: Logger) -> None:
     """The real timer thread, on the real monotonic clock, with a tiny scale."""
     store = Store(tmp_path / "t.db", log)
+    loop_store = Store(tmp_path / "t.db", log)  # the message loop's own connection
     fired = threading.Event()
-    svc = AttentionService(store, log, scale=0.002, on_queued=lambda _n: fired.set())
+    svc = AttentionService(store, log, requests=loop_store, scale=0.002,
+                           on_queued=lambda _n: fired.set())
     try:
         svc.set_site("blog.example", True)
         svc.signals(front(PAGE))
@@ -345,7 +347,168 @@ def test_timer_thread_fires_without_polling(tmp_path: Path, log: Logger) -> None
             svc.signals([sig("activity")])  # the heartbeat (20 ms at this scale)
             fired.wait(0.02)
         assert fired.is_set()
-        assert [i["url"] for i in Queue(store).items()] == [KEY]
+        assert [i["url"] for i in Queue(loop_store).items()] == [KEY]
     finally:
         svc.close()
         store.close()
+        loop_store.close()
+
+
+# -- deletions touch the deleted pages only; another process's lock ----------------------
+
+OTHER = "https://other.example/y"
+
+
+def test_clearing_one_page_keeps_another_page_not_written_yet(rig: Rig) -> None:
+    rig.svc.set_count_all(True)
+    rig.svc.signals(front(PAGE))
+    rig.advance(5)  # the page is written
+    rig.svc.signals([sig("tab-activated", tabId=2, windowId=1, url=OTHER, incognito=False)])
+    rig.mono.t += 7  # the other page accrues in memory only
+    rig.wall.t += 7
+    assert OTHER not in rig.counters()
+    with sqlite3.connect(rig.path) as other:  # `flattr-host attention clear --url PAGE`
+        rows.delete_counters(other, [KEY])
+    rig.svc.signals([sig("window-focus", windowId=None)])
+    assert rig.counters()[OTHER]["attention_s"] == pytest.approx(7)
+    assert KEY not in rig.counters()
+    assert rig.svc.page(PAGE)["attention"] == 0
+    rig.restart()
+    assert rig.svc.page(OTHER)["attention"] == pytest.approx(7)
+
+
+def test_another_hosts_prune_keeps_pages_it_did_not_delete(rig: Rig, tmp_path: Path,
+                                                           log: Logger) -> None:
+    rig.svc.set_count_all(True)
+    rig.svc.signals(front(PAGE))
+    rig.advance(5)
+    rig.svc.signals([sig("tab-activated", tabId=2, windowId=1, url=OTHER, incognito=False)])
+    rig.mono.t += 7
+    rig.wall.t += 7
+    with rig.store.write() as conn:
+        conn.execute("UPDATE attention_page SET updated_at = ? WHERE url = ?",
+                     (rig.wall.t - 91 * DAY, KEY))
+    second = Rig(tmp_path / "host.db", log)  # a second host starts and prunes
+    second.svc.tick()
+    second.close()
+    rig.svc.signals([sig("window-focus", windowId=None)])
+    assert set(rig.counters()) == {OTHER}
+    assert rig.counters()[OTHER]["attention_s"] == pytest.approx(7)
+
+
+def test_clearing_a_page_only_in_memory_forgets_it(rig: Rig) -> None:
+    rig.svc.set_count_all(True)
+    rig.svc.signals(front(PAGE))
+    rig.mono.t += 7  # accrued, not written
+    with sqlite3.connect(rig.path) as other:
+        assert rows.delete_counters(other, [KEY]) == []  # no row, still recorded
+    rig.svc.signals([sig("window-focus", windowId=None)])
+    assert rig.counters() == {}
+    assert rig.svc.page(PAGE)["attention"] == 0
+
+
+def test_clearing_a_site_forgets_its_pages_only(rig: Rig) -> None:
+    rig.svc.set_count_all(True)
+    rig.svc.signals(front(PAGE))
+    rig.advance(3)
+    rig.svc.signals([sig("tab-activated", tabId=2, windowId=1, url=OTHER, incognito=False)])
+    rig.mono.t += 4
+    with sqlite3.connect(rig.path) as other:
+        assert rows.delete_site(other, "blog.example") == [KEY]
+    rig.svc.signals([sig("window-focus", windowId=None)])
+    assert set(rig.counters()) == {OTHER}
+
+
+def test_deletions_older_than_the_records_fall_back_to_rows_written(rig: Rig) -> None:
+    rig.svc.set_count_all(True)
+    rig.svc.signals(front(PAGE))
+    rig.advance(3)
+    rig.svc.signals([sig("tab-activated", tabId=2, windowId=1, url=OTHER, incognito=False)])
+    rig.mono.t += 4
+    with sqlite3.connect(rig.path) as other:
+        for _ in range(rows.KEEP_DELETIONS + 1):
+            rows.delete_counters(other, ["https://unrelated.example/"])
+        rows.delete_counters(other, [KEY])
+    rig.svc.signals([sig("window-focus", windowId=None)])
+    assert set(rig.counters()) == {OTHER}  # KEY was written by us and is gone; OTHER kept
+
+
+def test_deletion_records_are_bounded(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "d.db") as conn:
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("CREATE TABLE attention_page (url TEXT PRIMARY KEY, updated_at REAL)")
+        for _ in range(rows.KEEP_DELETIONS * 2):
+            rows.delete_counters(conn, ["https://a.example/"])
+        records = conn.execute("SELECT COUNT(*) FROM kv WHERE key GLOB 'attention_deleted:*'")
+        assert records.fetchone()[0] == rows.KEEP_DELETIONS
+        gen = rows.generation(conn)
+        deleted = rows.deletions_since(conn, gen - 1)
+        assert deleted is not None and deleted("https://a.example/")
+        assert not deleted("https://b.example/")
+        assert rows.deletions_since(conn, 0) is None  # the records do not reach back
+
+
+class Locker:
+    """Another process's connection holding the write lock (BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+def test_manual_flattr_while_locked_is_busy_and_changes_nothing(tmp_path: Path,
+                                                                log: Logger) -> None:
+    from flattr_host.errors import StoreBusy
+
+    rig = Rig(tmp_path / "b.db", log)
+    try:
+        rig.store.bound_writes(0.05)
+        locker = Locker(rig.path)
+        with pytest.raises(StoreBusy):
+            rig.svc.manual(PAGE)
+        with pytest.raises(StoreBusy):
+            rig.svc.set_site("blog.example", True)
+        assert rig.svc.page(PAGE)["flattrs"] == 0  # the engine was not touched
+        locker.release()
+        assert rig.svc.manual(PAGE)[0] == 1
+        assert rig.svc.page(PAGE)["flattrs"] == 1
+        assert rig.queued() == [PAGE]
+    finally:
+        rig.close()
+
+
+def test_timer_saves_off_the_request_path_while_another_process_holds_the_lock(
+        tmp_path: Path, log: Logger) -> None:
+    """Signals and popup reads never wait for the lock; what accrued is saved after."""
+    path = tmp_path / "l.db"
+    store = Store(path, log)
+    loop_store = Store(path, log)
+    loop_store.bound_writes(0.05)
+    mono = Clock(1000.0)
+    svc = AttentionService(store, log, requests=loop_store, monotonic=mono, retry_s=0.01)
+    try:
+        svc.set_count_all(True)
+        locker = Locker(path)
+        svc.signals(front(PAGE))
+        for _ in range(5):
+            mono.t += 10
+            svc.signals([sig("activity")])  # returns at once: the timer thread saves
+        mono.t += 10  # 60 s: the first threshold is decided in memory
+        assert svc.page(PAGE)["flattrs"] == 1
+        assert Queue(loop_store).items() == []
+        locker.release()
+        deadline = time.monotonic() + 10
+        while not Queue(loop_store).items() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [i["url"] for i in Queue(loop_store).items()] == [KEY]
+        with loop_store.read() as conn:
+            (stored,) = [r for r in rows.load_counters(conn) if r["url"] == KEY]
+        assert stored["next_index"] == 1 and stored["attention_s"] >= 50
+    finally:
+        svc.close()
+        store.close()
+        loop_store.close()

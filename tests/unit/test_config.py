@@ -67,3 +67,43 @@ def test_default_home_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setattr(config.sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
     assert config.default_home() == str(tmp_path / "Local" / "flattr-companion")
+
+
+NUMERIC = sorted((name, kind) for name, kind in config.FIELDS.items() if kind in ("int", "float"))
+ENV_OF = {name: var for var, name in config.ENV.items()}
+
+
+@pytest.mark.parametrize(("name", "kind"), [(n, k) for n, k in NUMERIC if n in ENV_OF])
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "-1", "1e999", "soon"])
+def test_every_numeric_setting_says_what_is_wrong(tmp_path: Path, name: str, kind: str,
+                                                  raw: str) -> None:
+    rule = "a finite number >= 0" if kind == "float" else "a whole number >= 0"
+    with pytest.raises(ConfigError) as info:
+        config.load({"FLATTR_HOST_HOME": str(tmp_path), ENV_OF[name]: raw})
+    assert f"{ENV_OF[name]}: invalid value {raw!r} for {name}: must be {rule}, got {raw}" \
+        == str(info.value)
+
+
+@pytest.mark.parametrize(("name", "kind"), NUMERIC)
+def test_numeric_settings_in_the_file_refuse_json_oddities(tmp_path: Path, name: str,
+                                                           kind: str) -> None:
+    bad: list[object] = [True, "nan", -3, None, [1]]
+    if kind == "int":
+        bad.append(2.5)
+    for raw in bad:
+        (tmp_path / "config.json").write_text(json.dumps({name: raw}))
+        with pytest.raises(ConfigError, match=r"must be a (finite|whole) number >= 0, got "):
+            config.load({"FLATTR_HOST_HOME": str(tmp_path)})
+    # JSON's NaN and Infinity literals, which Python's json module reads.
+    (tmp_path / "config.json").write_text(f'{{"{name}": NaN}}')
+    with pytest.raises(ConfigError, match="got nan"):
+        config.load({"FLATTR_HOST_HOME": str(tmp_path)})
+    default = getattr(config.Config, name)
+    (tmp_path / "config.json").write_text(json.dumps({name: default}))
+    assert getattr(config.load({"FLATTR_HOST_HOME": str(tmp_path)}), name) == default
+
+
+def test_attention_scale_nan_names_the_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({"FLATTR_HOST_HOME": str(tmp_path), "FLATTR_ATTENTION_SCALE": "nan"})
+    assert "must be a finite number >= 0, got nan" in str(info.value)

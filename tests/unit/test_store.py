@@ -77,3 +77,37 @@ def test_a_locked_database_is_never_moved_aside(home: Path, log: Logger) -> None
     assert not list(home.glob("host.db.corrupt-*"))
     with Store(path, log) as opened:  # and once the lock is gone it opens fine
         assert opened.conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
+
+
+def test_bounded_writes_answer_busy_and_then_fail_fast(home: Path, log: Logger) -> None:
+    """The loop's connection: a lock held by another process gives StoreBusy, at once
+    after the first one, and writes work again as soon as the lock goes."""
+    import sqlite3
+
+    from flattr_host.errors import StoreBusy
+
+    with Store(home / "host.db", log) as bounded:
+        bounded.bound_writes(0.3)
+        other = sqlite3.connect(home / "host.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreBusy, match=r"write lock for more than 0\.3 s"):
+            with bounded.write():
+                pass  # pragma: no cover - never entered
+        with pytest.raises(StoreBusy, match=r"more than 0\.1 s"):  # the shorter wait
+            with bounded.write():
+                pass  # pragma: no cover - never entered
+        with bounded.read() as conn:  # reads see their snapshot meanwhile
+            assert conn.execute("SELECT COUNT(*) FROM kv").fetchone() == (0,)
+        other.execute("COMMIT")
+        other.close()
+        with bounded.write() as conn:
+            conn.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
+        assert bounded.get("k") == "v"
+        with bounded.write():  # the full wait again once a write got through
+            assert bounded.conn.execute("PRAGMA busy_timeout").fetchone() == (300,)
+
+
+def test_a_huge_wait_is_the_longest_sqlite_takes(home: Path, log: Logger) -> None:
+    with Store(home / "host.db", log) as bounded:
+        bounded.bound_writes(1e12)  # a valid setting; 10^15 ms would wrap to 0 in SQLite
+        assert bounded.conn.execute("PRAGMA busy_timeout").fetchone() == (2**31 - 1,)
