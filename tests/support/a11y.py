@@ -98,7 +98,7 @@ def axe_run_js() -> str:
     return (
         f"axe.run(document, {options}).then((r) => r.violations.map((v) => ({{"
         "id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.map((n) => n.target.join(' ') + ': ' + n.failureSummary)}})))"
+        " nodes: v.nodes.map((n) => n.target.join(' ') + ': ' + n.failureSummary)})))"
     )
 
 
