@@ -124,7 +124,8 @@ def test_fake_site_pages_pass_axe_and_contrast(
     page.page.goto("https://flattr.com/settings")
     roles = page.evaluate(
         "Object.fromEntries(['extension-status', 'handshake-status', 'settings-result',"
-        " 'subscription-status'].map((id) => [id, document.getElementById(id).getAttribute('role')]))")
+        " 'subscription-status'].map((id) =>"
+        " [id, document.getElementById(id).getAttribute('role')]))")
     assert roles == {"extension-status": "status", "handshake-status": "status",
                      "settings-result": "alert", "subscription-status": "status"}
     page.page.goto("https://flattr.com/thing/313733")
