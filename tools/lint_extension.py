@@ -2,7 +2,8 @@
 """Lint the extension as addons.mozilla.org does: Mozilla's addons-linter on the
 Firefox store zip and on the source folder (docs/extension.md, Store checks).
 
-Contract: packages the extension into a temporary folder with extension/package.py,
+Contract: packages the extension (``--source DIR``, default extension/) into a
+temporary folder with extension/package.py,
 runs ``.npm-tools/node_modules/.bin/addons-linter --output json`` (installed by
 ``make npm-tools``, version pinned in tools/npm/package.json) on both, prints every
 message, and exits 1 if there is any error, or any warning that is not listed in
@@ -12,6 +13,7 @@ the linter is not installed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -49,8 +51,12 @@ def lint(target: Path) -> dict[str, list[dict[str, object]]]:
     return report
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the linter on both targets; see the module docstring."""
+    parser = argparse.ArgumentParser(description="addons-linter on the extension")
+    parser.add_argument("--source", type=Path, default=ROOT / "extension",
+                        help="extension folder (default: extension/)")
+    source = parser.parse_args(argv).source.resolve()
     if not LINTER.exists():
         print(f"lint_extension: {LINTER} is missing; run `make npm-tools`", file=sys.stderr)
         return 2
@@ -59,9 +65,9 @@ def main() -> int:
 
     failures = 0
     with tempfile.TemporaryDirectory() as out:
-        outputs = package.package(Path(out), "lint")
+        outputs = package.package(Path(out), "lint", source=source)
         for name, target in (("firefox zip", Path(outputs["firefox"])),
-                             ("source folder", package.SOURCE)):
+                             ("source folder", source)):
             report = lint(target)
             for kind in ("errors", "warnings", "notices"):
                 for item in report.get(kind, []):

@@ -400,3 +400,25 @@ def test_fix_command_browser_detection() -> None:
                           capture_output=True, text=True, check=True)
     for got, want in json.loads(done.stdout):
         assert got == want
+
+
+# --- make lint's addons-linter step --------------------------------------------------
+
+LINT = ROOT / "tools" / "lint_extension.py"
+LINTER = ROOT / ".npm-tools" / "node_modules" / ".bin" / "addons-linter"
+
+
+@pytest.mark.skipif(not LINTER.exists(), reason="addons-linter not installed (make npm-tools)")
+def test_addons_linter_fails_on_an_unexplained_warning(tmp_path: Path) -> None:
+    """The lint (which passes on extension/ in ``make lint``) fails on a copy without
+    the gecko data_collection_permissions that addons.mozilla.org requires."""
+    source = tmp_path / "src"
+    shutil.copytree(EXTENSION, source, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = json.loads((source / "manifest.json").read_text())
+    del manifest["browser_specific_settings"]["gecko"]["data_collection_permissions"]
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    bad = subprocess.run([sys.executable, str(LINT), "--source", str(source)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "MISSING_DATA_COLLECTION_PERMISSIONS" in bad.stdout
+    assert "[FAIL]" in bad.stdout
