@@ -598,7 +598,11 @@ class ActionPopup:
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        # The whole popup document, also what lies below the headless popup's viewport.
+        size = self.call("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = self.call("Page.captureScreenshot",
+                         {"format": "png", "captureBeyondViewport": True, "clip": clip})["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 
