@@ -374,8 +374,9 @@ async function handlePopupMessage(message) {
       return { ok: true, result };
     }
     case "popup-attention-permissions":
-      // The popup was granted (or lost) the optional attention permissions: start
-      // relaying with them at once (permissions.onAdded is not sent in every browser).
+      // The popup was granted the optional attention permissions. permissions.onAdded
+      // says so too; whichever comes first starts relaying, a second snapshot is
+      // harmless (it begins with a reset).
       onPermissionsChanged();
       return { ok: true, result: {} };
     case "popup-flattr": {

@@ -245,3 +245,22 @@ def test_opted_in_without_permissions_counts_nothing_until_allowed(
     front.page.bring_to_front()
     wait_bulk(site, 1)
     assert bulk_urls(site, token) == ["https://front.example/"]
+
+
+def test_refused_permissions_change_nothing(launch: LaunchFn, host: Host, site: Site) -> None:
+    """The browser refuses the request (here: Chrome's own refusal of a
+    permissions.request without a user action, the one refusal headless Chromium can
+    produce): the box is unticked again, the popup says why in its alert region, and
+    the host is not told."""
+    site.create_user("attn-eve", active=True)
+    browser = attention_browser(launch, host)
+    page_handshake(browser, "attn-eve")
+    tab = open_page(browser, "https://refused.example/")
+    popup = popup_for(browser, tab)
+    popup.evaluate("document.getElementById('attention-site').click()")  # no user gesture
+    popup.wait_for("document.getElementById('error').textContent !== ''")
+    assert "nothing was changed" in popup.text("error")
+    assert popup_attention(popup)["site"] is False
+    assert not granted(browser)
+    assert "attention-site" not in host.requests()
+    popup.close()
