@@ -9,9 +9,15 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv browsers chromium firefox keyring lint unit e2e test demo bench clean package
+# JavaScript tools (addons-linter for `make lint`, axe-core for the e2e accessibility
+# audit): versions pinned in tools/npm/package-lock.json, installed into .npm-tools/
+# only, never globally (docs/dependencies.md).
+NPM_TOOLS := .npm-tools
+NPM_STAMP := $(NPM_TOOLS)/.installed
 
-setup: venv browsers keyring
+.PHONY: setup venv browsers chromium firefox keyring npm-tools lint unit e2e test demo bench clean package
+
+setup: venv browsers keyring npm-tools
 
 venv: $(STAMP)
 
@@ -19,6 +25,15 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq python3-venv; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+npm-tools: $(NPM_STAMP)
+
+$(NPM_STAMP): tools/npm/package.json tools/npm/package-lock.json
+	@command -v npm >/dev/null || { echo "installing npm (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq npm >/dev/null; }
+	@mkdir -p $(NPM_TOOLS)
+	cp tools/npm/package.json tools/npm/package-lock.json $(NPM_TOOLS)/
+	npm ci --prefix $(NPM_TOOLS) --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
 browsers: chromium firefox
@@ -34,10 +49,11 @@ firefox:
 keyring:
 	@{ command -v gnome-keyring-daemon && command -v dbus-run-session && command -v secret-tool; } >/dev/null || { echo "installing gnome-keyring (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq gnome-keyring libsecret-tools dbus >/dev/null; } || echo "WARNING: gnome-keyring could not be installed; Secret Service tests will be skipped"
 
-lint: venv
-	$(VENV)/bin/ruff check host fake_site tests bench demo extension
+lint: venv npm-tools
+	$(VENV)/bin/ruff check host fake_site tests bench demo extension tools
 	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr
 	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr
+	$(PY) tools/lint_extension.py
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
@@ -58,4 +74,4 @@ package: venv
 	$(PY) extension/package.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info test-artifacts
+	rm -rf $(VENV) build dist *.egg-info test-artifacts $(NPM_TOOLS)

@@ -20,13 +20,11 @@ if (typeof globalThis.FlattrValidate === "undefined" && typeof importScripts ===
 const HOST_NAME = "com.flattr.companion";
 const SIGN_IN_URL = "https://flattr.com/oauth/ext";
 const SIGN_IN_PATH = "/oauth/ext";
-// The same folder runs in Firefox, whose manifest goes elsewhere (docs/install.md).
-const BROWSER_FAMILY = chrome.runtime.getURL("").startsWith("moz-extension:") ? "firefox" : "chromium";
-const FIX_COMMANDS = [`flattr-host install --browser ${BROWSER_FAMILY}`, `flattr-host doctor --browser ${BROWSER_FAMILY}`];
 
 // Chrome drops a host frame that is not valid JSON without a word, so every request
-// needs its own deadline. set-token and flattr wait for a durable commit: allow more.
-const REQUEST_TIMEOUT_MS = { default: 5000, hello: 10000, "set-token": 15000, flattr: 15000 };
+// needs its own deadline. set-token, flattr and retry-failed wait for a durable
+// commit: allow more.
+const REQUEST_TIMEOUT_MS = { default: 5000, hello: 10000, "set-token": 15000, flattr: 15000, "retry-failed": 15000 };
 // Reconnect after onDisconnect: 0.5 s, 1 s, 2 s ... capped at 30 s. A popup or a page
 // request while disconnected reconnects at once.
 const BACKOFF_FIRST_MS = 500;
@@ -56,7 +54,9 @@ const link = {
   attempts: 0,
   reconnectTimer: null,
   readyWaiters: [], // {resolve, reject} waiting for hello
-  // What the popup shows. phase: "connecting" | "ready" | "missing" | "broken".
+  // What the popup shows. phase: "connecting" | "ready" | "missing" | "broken";
+  // problem: null or {code: "missing" | "forbidden" | "stopped", detail: the
+  // browser's own words}, which the popup puts into the user's language.
   status: { phase: "connecting", problem: null, host: null, state: null },
 };
 
@@ -67,14 +67,17 @@ function setStatus(patch) {
 
 /** Classify a disconnect reason from chrome.runtime.lastError / port.error. */
 function classifyDisconnect(message) {
-  const text = String(message || "the host closed the connection");
-  if (/not found|no such native application/i.test(text)) {
-    return { phase: "missing", problem: `The Flattr Companion host is not installed (${text})` };
+  const detail = String(message || "the host closed the connection");
+  if (/not found|no such native application/i.test(detail)) {
+    return { phase: "missing", problem: { code: "missing", detail } };
   }
-  if (/forbidden/i.test(text)) {
-    return { phase: "broken", problem: `The host does not allow this extension (${text})` };
-  }
-  return { phase: "broken", problem: `The Flattr Companion host stopped (${text})` };
+  if (/forbidden/i.test(detail)) return { phase: "broken", problem: { code: "forbidden", detail } };
+  return { phase: "broken", problem: { code: "stopped", detail } };
+}
+
+/** The English line for logs and for callers that are not the popup. */
+function problemText(problem) {
+  return problem ? `the Flattr Companion host is unavailable (${problem.code}: ${problem.detail})` : "";
 }
 
 function connect() {
@@ -134,11 +137,11 @@ function onLinkDown(reason) {
   console.warn("flattr: native host unavailable:", reason);
   for (const [id, entry] of link.pending) {
     clearTimeout(entry.timer);
-    entry.reject(new HostError("host_unavailable", problem));
+    entry.reject(new HostError("host_unavailable", problemText(problem)));
     link.pending.delete(id);
   }
   for (const waiter of link.readyWaiters.splice(0)) {
-    waiter.reject(new HostError("host_unavailable", problem));
+    waiter.reject(new HostError("host_unavailable", problemText(problem)));
   }
   setStatus({ phase, problem, host: null });
   scheduleReconnect();
@@ -166,7 +169,7 @@ function whenReady(timeoutMs) {
     const waiter = { resolve, reject };
     const timer = setTimeout(() => {
       link.readyWaiters = link.readyWaiters.filter((w) => w !== waiter);
-      reject(new HostError("host_unavailable", link.status.problem || "the host did not answer in time"));
+      reject(new HostError("host_unavailable", problemText(link.status.problem) || "the host did not answer in time"));
     }, timeoutMs);
     waiter.resolve = () => {
       clearTimeout(timer);
@@ -188,7 +191,7 @@ async function request(type, fields = {}, { skipReady = false } = {}) {
   const timeoutMs = REQUEST_TIMEOUT_MS[type] || REQUEST_TIMEOUT_MS.default;
   if (!skipReady) await whenReady(timeoutMs);
   const port = link.port;
-  if (!port) throw new HostError("host_unavailable", link.status.problem || "no connection to the host");
+  if (!port) throw new HostError("host_unavailable", problemText(link.status.problem) || "no connection to the host");
   const id = link.nextId;
   link.nextId = link.nextId >= MAX_REQUEST_ID ? 1 : link.nextId + 1;
   return new Promise((resolve, reject) => {
@@ -263,7 +266,6 @@ function statusSnapshot() {
   return {
     phase: link.status.phase,
     problem: link.status.problem,
-    fix: link.status.phase === "missing" || link.status.phase === "broken" ? FIX_COMMANDS : [],
     host: link.status.host,
     state: link.status.state,
   };
@@ -382,6 +384,17 @@ async function handlePopupMessage(message) {
       return { ok: true, result: await request("sign-out") };
     case "popup-refresh":
       return { ok: true, result: await refreshState() };
+    case "popup-retry-failed": {
+      const result = await request("retry-failed");
+      if (result.state && typeof result.state === "object") setStatus({ state: result.state });
+      return { ok: true, result };
+    }
+    case "popup-attention-permissions":
+      // The popup was granted the optional attention permissions. permissions.onAdded
+      // says so too; whichever comes first starts relaying, a second snapshot is
+      // harmless (it begins with a reset).
+      onPermissionsChanged();
+      return { ok: true, result: {} };
     case "popup-flattr": {
       const checked = FlattrValidate.flattrUrl(message.url);
       if (!checked.ok) return { ok: false, error: { code: "invalid_request", message: checked.reason } };
@@ -460,11 +473,17 @@ chrome.tabs.onRemoved.addListener((tabId) => {
 });
 
 // ---------------------------------------------------------------------------
-// Attention signals (issue 9, docs/protocol.md#attention). The host decides what to
-// flattr; the worker only relays browser events, and only while the host says some
-// site counts (`attention.active`): by default no URL is sent for attention at all.
-// Incognito tabs are relayed with `url: null`. The one timer here is the heartbeat:
-// it reads chrome.idle and relays `activity` at the cadence the host asked for.
+// Attention signals (docs/attention.md, docs/protocol.md#attention). The host decides
+// what to flattr; the worker only relays browser events, and only while the host says
+// some site counts (`attention.active`): by default no URL is sent for attention at
+// all. Incognito tabs are relayed with `url: null`. The one timer here is the
+// heartbeat: it reads chrome.idle and relays `activity` at the cadence the host asked
+// for.
+//
+// `tabs`, `idle` and `scripting` are optional permissions (docs/extension.md,
+// Permissions): the popup requests them when the user opts a site in. Until they are
+// granted `chrome.idle` does not exist and tab URLs are hidden, so nothing accrues:
+// no activity is relayed without `idle`.
 // ---------------------------------------------------------------------------
 const IDLE_DETECTION_S = 15; // Chrome's minimum; matches the 15 s activity window
 const MAX_SIGNALS_PER_FRAME = 100;
@@ -504,6 +523,7 @@ function stopHeartbeat() {
 
 function onHeartbeat() {
   refreshFocus();
+  if (!chrome.idle) return; // not granted yet: an unknown user accrues nothing
   chrome.idle.queryState(IDLE_DETECTION_S).then((state) => {
     if (state === "active") relay({ signal: "activity" });
   }, () => {});
@@ -584,7 +604,7 @@ async function sendSnapshot() {
     const signal = tabSignal("audible-changed", tab);
     if (signal) signals.push(signal);
   }
-  signals.push({ signal: "idle", state: await chrome.idle.queryState(IDLE_DETECTION_S) });
+  if (chrome.idle) signals.push({ signal: "idle", state: await chrome.idle.queryState(IDLE_DETECTION_S) });
   for (const signal of signals) relay(signal);
 }
 
@@ -622,10 +642,26 @@ function onIdleStateChanged(state) {
   if (state === "active" || state === "idle" || state === "locked") relay({ signal: "idle", state });
 }
 
+/** Listen to chrome.idle once it exists (granted now or at an earlier start). */
+function watchIdle() {
+  if (!chrome.idle || chrome.idle.onStateChanged.hasListener(onIdleStateChanged)) return;
+  chrome.idle.setDetectionInterval(IDLE_DETECTION_S);
+  chrome.idle.onStateChanged.addListener(onIdleStateChanged);
+}
+
+/** The optional permissions changed: watch idle, and resend what the browser shows. */
+function onPermissionsChanged() {
+  watchIdle();
+  if (attention.active) {
+    sendSnapshot().catch((error) => console.warn("flattr: attention snapshot failed:", error && error.message));
+  }
+}
+
 chrome.tabs.onActivated.addListener(onTabActivated);
 chrome.tabs.onUpdated.addListener(onTabUpdated);
 chrome.windows.onFocusChanged.addListener(onWindowFocusChanged);
-chrome.idle.setDetectionInterval(IDLE_DETECTION_S);
-chrome.idle.onStateChanged.addListener(onIdleStateChanged);
+chrome.permissions.onAdded.addListener(onPermissionsChanged);
+chrome.permissions.onRemoved.addListener(onPermissionsChanged);
+watchIdle();
 
 connect();

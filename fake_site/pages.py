@@ -154,7 +154,7 @@ class Pages:
             body = '<p>Welcome to Flattr. <a href="/login">Log in</a> to flattr things.</p>'
         else:
             body = (f'<p>Logged in as <strong id="username">{e(session.user.username)}</strong>.'
-                    '</p><p class="status subscription-status">...</p>'
+                    '</p><p class="status subscription-status" role="status">...</p>'
                     '<p><a href="/oauth/ext">Connect the browser extension</a></p>')
         return self.render(request, "home", "Flattr", body)
 
@@ -164,8 +164,10 @@ class Pages:
         err = f'<p class="error" id="login-error">{e(error)}</p>' if error else ""
         body = (f'{err}<form method="post" action="/login" id="login-form">'
                 f'<input type="hidden" name="next" value="{e(nxt)}">'
-                '<p><label>Username <input name="username" id="username" autofocus></label></p>'
-                '<p><label>Password <input name="password" id="password" type="password">'
+                '<p><label>Username <input name="username" id="username"'
+                ' autocomplete="username" autofocus></label></p>'
+                '<p><label>Password <input name="password" id="password" type="password"'
+                ' autocomplete="current-password">'
                 '</label></p><p><button type="submit" id="login-button">Log in</button></p>'
                 '</form>')
         return self.render(request, "login", "Log in", body, status=401 if error else 200)
@@ -200,8 +202,9 @@ class Pages:
         """The sign-in page the extension opens: runs the handshake of document 000."""
         self._require(request)
         extra = handshake_timeout(request)
-        body = ('<p id="handshake-status" class="status" data-state="starting">Starting...</p>'
-                '<p class="status subscription-status">...</p>'
+        body = ('<p id="handshake-status" class="status" data-state="starting" role="status">'
+                'Starting...</p>'
+                '<p class="status subscription-status" role="status">...</p>'
                 '<p><button data-action="handshake" id="retry">Try again</button></p>')
         return self.render(request, "oauth-ext", "Sign in the Flattr extension", body,
                            extra=extra)
@@ -235,12 +238,13 @@ class Pages:
     async def settings(self, request: web.Request) -> web.Response:
         """Start or stop the subscription; the page dispatches flattr-subscription."""
         self._require(request)
-        body = ('<p id="subscription-status" class="status subscription-status">...</p>'
+        body = ('<p id="subscription-status" class="status subscription-status" role="status">'
+                '...</p>'
                 '<p><button data-action="subscribe" id="subscribe">Start subscription</button> '
                 '<button data-action="unsubscribe" id="unsubscribe">Stop subscription</button>'
-                '</p><p id="settings-result"></p>'
+                '</p><p id="settings-result" role="alert"></p>'
                 '<p><button data-action="handshake" id="connect">Connect the extension</button>'
-                '</p><p id="handshake-status" class="status" data-state="idle"></p>')
+                '</p><p id="handshake-status" class="status" data-state="idle" role="status"></p>')
         return self.render(request, "settings", "Settings", body,
                            extra=handshake_timeout(request))
 
@@ -292,7 +296,7 @@ class Pages:
             return self.render(request, "thing", "Thing not found",
                                "<p>No such thing.</p>", status=404)
         button = (f'<p><button data-action="flattr-thing" data-thing="{thing.id}" id="flattr">'
-                  'Flattr</button></p><p id="flattr-result" class="status"></p>'
+                  'Flattr</button></p><p id="flattr-result" class="status" role="status"></p>'
                   if self.session(request) else '<p><a href="/login">Log in</a> to flattr.</p>')
         return self.render(request, "thing", thing.title, self._thing_html(thing) + button)
 
@@ -325,7 +329,7 @@ class Pages:
         owner = e(auto.user_id or auto.owner or "nobody yet")
         button = (f'<p><button data-action="flattr-url" data-url="{e(full_url)}" id="flattr">'
                   'Flattr and create this thing</button></p>'
-                  '<p id="flattr-result" class="status"></p>'
+                  '<p id="flattr-result" class="status" role="status"></p>'
                   if self.session(request) else
                   f'<p><a href="/login?{e(urlencode({"next": request.path_qs}))}">Log in</a>'
                   ' to flattr.</p>')

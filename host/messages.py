@@ -80,6 +80,10 @@ class Flush(Value):
     __slots__ = ()
 
 
+class RetryFailed(Value):
+    __slots__ = ()
+
+
 # -- attention (issue 9, docs/protocol.md#attention) ---------------------------------
 # Light values only: the engine (dataclasses) is imported by the service on the first
 # attention request, never on the hello path.
@@ -421,7 +425,7 @@ def _attention_count_all(message: dict[str, Any]) -> AttentionCountAll:
 # -- end of attention parsers ---------------------------------------------------------
 
 # Types without fields share one immutable body.
-_GET_STATE, _SIGN_OUT, _FLUSH = GetState(), SignOut(), Flush()
+_GET_STATE, _SIGN_OUT, _FLUSH, _RETRY_FAILED = GetState(), SignOut(), Flush(), RetryFailed()
 _ATTENTION_SETTINGS = AttentionSettings()
 
 _PARSERS: dict[str, Any] = {
@@ -432,6 +436,7 @@ _PARSERS: dict[str, Any] = {
     "sign-out": lambda _m: _SIGN_OUT,
     "flattr": _flattr,
     "flush": lambda _m: _FLUSH,
+    "retry-failed": lambda _m: _RETRY_FAILED,
     # attention (issue 9)
     "attention-signals": _attention_signals,
     "attention-page": _attention_page,

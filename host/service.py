@@ -105,6 +105,7 @@ class Service:
             m.SignOut: self._sign_out,
             m.FlattrUrls: self._flattr,
             m.Flush: self._flush,
+            m.RetryFailed: self._retry_failed,
             # attention (issue 9): the engine is imported on the first of these
             m.FlattrManual: self._flattr_manual,
             m.AttentionSignals: self._attention_signals,
@@ -221,6 +222,14 @@ class Service:
         if self._waker is not None:
             self._waker.wake()
         return self.state()
+
+    def _retry_failed(self, _body: m.RetryFailed) -> dict[str, Any]:
+        """Failed items go back to pending, due now (what ``queue retry-failed`` does);
+        the reply comes once that is committed."""
+        retried = self.queue.retry_failed(self._clock())
+        self._log.info("retry of failed items requested", retried=retried)
+        self._changed(wake=retried > 0)
+        return {"retried": retried, "state": self.state()}
 
     # -- attention (issue 9, docs/attention.md) ---------------------------------------
 

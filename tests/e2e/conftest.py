@@ -560,11 +560,14 @@ class ActionPopup:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply["result"]
 
-    def evaluate(self, expression: str) -> Any:
-        """Evaluate in the popup (promises awaited) and return the JSON value."""
+    def evaluate(self, expression: str, user_gesture: bool = False) -> Any:
+        """Evaluate in the popup (promises awaited) and return the JSON value;
+        ``user_gesture`` runs it as part of a user's click (what
+        ``permissions.request`` requires)."""
         result = self.call(
             "Runtime.evaluate",
-            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            {"expression": expression, "awaitPromise": True, "returnByValue": True,
+             "userGesture": user_gesture},
         )
         if "exceptionDetails" in result:
             raise RuntimeError(f"popup script failed: {result['exceptionDetails']}")
@@ -586,7 +589,9 @@ class ActionPopup:
             raise TimeoutError(f"popup: {js_condition} not true within {timeout_ms} ms")
 
     def click(self, element_id: str) -> None:
-        self.evaluate(f"document.getElementById({json.dumps(element_id)}).click()")
+        """A user's click (with user activation) on the element with ``element_id``."""
+        self.evaluate(f"document.getElementById({json.dumps(element_id)}).click()",
+                      user_gesture=True)
 
     def text(self, element_id: str) -> str:
         value: str = self.evaluate(f"document.getElementById({json.dumps(element_id)}).textContent")
@@ -595,7 +600,11 @@ class ActionPopup:
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        # The whole popup document, also what lies below the headless popup's viewport.
+        size = self.call("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = self.call("Page.captureScreenshot",
+                         {"format": "png", "captureBeyondViewport": True, "clip": clip})["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 
@@ -1149,6 +1158,27 @@ def host(tmp_path: Path, site: Any) -> Host:
 
 LaunchFn = Callable[..., ExtensionBrowser]
 
+ATTENTION_PERMISSIONS = ["tabs", "idle", "scripting"]
+
+
+def grant_attention_before(profile: Path) -> None:
+    """Start ``profile`` as Chrome leaves it after the user accepted the attention
+    permissions once (``runtime_granted_permissions``, kept after the extension
+    releases them). The popup's ``permissions.request`` then grants them through
+    Chrome's own code without showing the dialog again: headless Chromium cannot show
+    or accept that dialog (``tabs`` carries the "Read your browsing history" warning;
+    ``idle`` and ``scripting`` have none and are granted without one anyway). The
+    permissions stay inactive until the popup requests them."""
+    prefs_path = profile / "Default" / "Preferences"
+    prefs_path.parent.mkdir(parents=True, exist_ok=True)
+    prefs: dict[str, Any] = json.loads(prefs_path.read_text()) if prefs_path.exists() else {}
+    settings = prefs.setdefault("extensions", {}).setdefault("settings", {})
+    settings.setdefault(EXTENSION_ID, {})["runtime_granted_permissions"] = {
+        "api": ATTENTION_PERMISSIONS, "explicit_host": [], "manifest_permissions": [],
+        "scriptable_host": [],
+    }
+    prefs_path.write_text(json.dumps(prefs))
+
 
 @pytest.fixture
 def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[LaunchFn]:
@@ -1168,9 +1198,12 @@ def launch(playwright: Any, tmp_path: Path, site: Any, host: Host) -> Iterator[L
         install_host: bool = True,
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        granted_before: bool = False,
     ) -> ExtensionBrowser:
         profile = profile or tmp_path / "profile"
         profile.mkdir(parents=True, exist_ok=True)
+        if granted_before:
+            grant_attention_before(profile)
         if install_host:
             host.install(profile)
         context = playwright.chromium.launch_persistent_context(
@@ -1228,6 +1261,9 @@ def firefox_session(
             proxy_port=proxy.port,
             trusted_ca_pem=Path(endpoints.ca).read_bytes(),
             system_access=True,
+            # Firefox's own switch for optional permissions: permissions.request()
+            # grants without the doorhanger, which BiDi cannot click.
+            prefs={"extensions.webextOptionalPermissionPrompts": False},
         ) as firefox,
     ):
         firefox.bidi.add_preload_script(f"() => {{ {RECORDER_JS} }}")

@@ -14,6 +14,12 @@ real idle user produces; everything from there on (relay, host, engine) is real.
 
 Negative results ("not flattred") are made meaningful by a positive control in the
 same browser afterwards, and by the host's counters.
+
+Permissions: ``tabs``, ``idle`` and ``scripting`` are optional and requested by the
+popup when the user opts in. Headless Chromium cannot show the permission dialog, so
+the profile starts as Chrome leaves it after an earlier "Allow"
+(``granted_before``, see conftest.grant_attention_before); the popup's own
+``permissions.request``, run in a real click, then grants them.
 """
 
 from __future__ import annotations
@@ -46,7 +52,14 @@ PLAIN_HTML = "<!doctype html><title>{0}</title><h1>{0}</h1>"
 
 
 def attention_browser(launch: LaunchFn, host: Host) -> ExtensionBrowser:
-    return launch(env={**host.env, "FLATTR_ATTENTION_SCALE": SCALE})
+    return launch(env={**host.env, "FLATTR_ATTENTION_SCALE": SCALE}, granted_before=True)
+
+
+def granted(browser: ExtensionBrowser) -> bool:
+    """Whether the attention permissions are active, as the worker sees them."""
+    value: bool = browser.worker.evaluate(
+        "chrome.permissions.contains({permissions: ['tabs', 'idle', 'scripting']})")
+    return value
 
 
 def counters(host: Host) -> dict[str, dict[str, Any]]:
@@ -87,7 +100,24 @@ def test_creator_page_opted_in_from_popup_and_kept_in_front_is_flattred(
     _page, token = page_handshake(browser, "attn-ada")
     tab = open_page(browser, CREATOR, CREATOR_HTML)
 
-    # The popup reads the page's rel="payment" link on demand and offers opt-in.
+    # Before any opt-in the popup cannot read the page (no `scripting`): no offer,
+    # only the explanation of what auto-flattr needs.
+    popup = popup_for(browser, tab)
+    popup.wait_for("document.getElementById('attention-permission').dataset.granted === 'false'")
+    assert popup_attention(popup)["offer"] is False
+    popup.close()
+    # The user opts another site in (granting the permissions), then out again.
+    other = open_page(browser, "https://first.example/")
+    popup = popup_for(browser, other)
+    popup.click("attention-site")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'true'")
+    assert granted(browser)
+    popup.click("attention-site")
+    popup.wait_for("document.getElementById('attention-page').dataset.counted === 'false'")
+    popup.close()
+
+    # Now the popup reads the page's rel="payment" link on demand and offers opt-in.
+    tab.page.bring_to_front()
     popup = popup_for(browser, tab)
     popup.wait_for("!document.getElementById('attention-offer').hidden")
     shown = popup_attention(popup)
@@ -122,6 +152,7 @@ def test_background_tab_and_idle_user_are_not_flattred(
     _page, token = page_handshake(browser, "attn-bob")
     back = open_page(browser, "https://back.example/")
     popup = popup_for(browser, back)
+    assert not granted(browser)
     popup.click("attention-count-all")  # every site counts: the tab is what matters
     popup.wait_for("document.getElementById('attention-count-all').checked === true")
     popup.wait_for("document.getElementById('attention-page').dataset.counted === 'true'")
@@ -183,3 +214,53 @@ def test_site_not_opted_in_is_never_flattred(launch: LaunchFn, host: Host, site:
     time.sleep(THRESHOLD_REAL_S)
     assert counters(host)["https://other.example/read"]["attention_s"] <= before + 1
     assert len(site.bulk_posts()) == 1
+
+
+def test_opted_in_without_permissions_counts_nothing_until_allowed(
+        launch: LaunchFn, host: Host, site: Site) -> None:
+    """Counting is on in the host (set elsewhere: another profile, an older version)
+    but the browser has not granted the permissions: nothing accrues, the popup says
+    why and offers "Allow"; once allowed, attention works as before."""
+    site.create_user("attn-dee", active=True)
+    browser = attention_browser(launch, host)
+    _page, token = page_handshake(browser, "attn-dee")
+    front = open_page(browser, "https://front.example/")
+    front.page.bring_to_front()
+    browser.worker.evaluate(
+        "request('attention-count-all', {enabled: true}).then((r) => setAttention(r, false))")
+    assert not granted(browser)
+    assert browser.worker.evaluate("typeof chrome.idle") == "undefined"
+    time.sleep(THRESHOLD_REAL_S * 1.5)
+    assert site.bulk_posts() == []
+
+    popup = popup_for(browser, front)
+    popup.wait_for("!document.getElementById('attention-permission-missing').hidden")
+    popup.screenshot("popup-attention-permission-missing.png")
+    popup.click("attention-permission-button")
+    popup.wait_for("document.getElementById('attention-permission-missing').hidden")
+    assert granted(browser)
+    assert browser.worker.evaluate("typeof chrome.idle") == "object"
+    popup.close()
+
+    front.page.bring_to_front()
+    wait_bulk(site, 1)
+    assert bulk_urls(site, token) == ["https://front.example/"]
+
+
+def test_refused_permissions_change_nothing(launch: LaunchFn, host: Host, site: Site) -> None:
+    """The browser refuses the request (here: Chrome's own refusal of a
+    permissions.request without a user action, the one refusal headless Chromium can
+    produce): the box is unticked again, the popup says why in its alert region, and
+    the host is not told."""
+    site.create_user("attn-eve", active=True)
+    browser = attention_browser(launch, host)
+    page_handshake(browser, "attn-eve")
+    tab = open_page(browser, "https://refused.example/")
+    popup = popup_for(browser, tab)
+    popup.evaluate("document.getElementById('attention-site').click()")  # no user gesture
+    popup.wait_for("document.getElementById('error').textContent !== ''")
+    assert "nothing was changed" in popup.text("error")
+    assert popup_attention(popup)["site"] is False
+    assert not granted(browser)
+    assert "attention-site" not in host.requests()
+    popup.close()

@@ -56,17 +56,19 @@ def test_not_http_pages_are_refused(browser: ExtensionBrowser, host: Host, site:
     popup = browser.action_popup(browser.open("about:blank"))
     popup.wait_for("!document.getElementById('flattr-page').disabled")
     popup.click("flattr-page")
-    popup.wait_for("document.getElementById('message').textContent !== ''")
-    # Without the tabs permission the URL is hidden; with it (attention, issue 9)
-    # about:blank is readable and refused as not http(s). Refused either way.
-    message = popup.text("message")
+    popup.wait_for("document.getElementById('error').textContent !== ''")
+    # Without the tabs permission the URL is hidden; with it (attention's optional
+    # permission) about:blank is readable and refused as not http(s). Refused either
+    # way, as an error (role="alert"), with nothing in the polite region.
+    message = popup.text("error")
+    assert popup.text("message") == ""
     assert "address is not available" in message or "Only http and https" in message, message
     # A tab it may read but that is not http(s): the popup page itself, in a tab.
     own = browser.popup_tab()
     wait_popup(own, "!$('flattr-page').disabled")
     own.click("#flattr-page")
-    wait_popup(own, "$('message').textContent !== ''")
-    assert "Only http and https pages" in own.text("#message")
+    wait_popup(own, "$('error').textContent !== ''")
+    assert "Only http and https pages" in own.text("#error")
     assert "flattr" not in host.requests()
     assert site.bulk_posts() == []
 

@@ -283,3 +283,20 @@ def test_status_command_never_shows_the_token(launcher: Path, home: Path) -> Non
     text = subprocess.run([str(launcher), "status"], capture_output=True, text=True, env=env,
                           check=True).stdout
     assert "signed in        yes" in text and "tok-STATUS-secret" not in text + out
+
+
+def test_retry_failed_moves_failed_items_back_to_pending(host: HostProcess, home: Path) -> None:
+    """``retry-failed`` (the popup's "Retry failed") does what ``queue retry-failed``
+    does, and replies once it is committed, with the new state."""
+    assert host.request("hello", **HELLO)["ok"]
+    assert host.request("retry-failed")["result"]["retried"] == 0
+    host.request("flattr", urls=["https://a.example/1", "https://b.example/2"])
+    conn = sqlite3.connect(home / "host.db")
+    with conn:
+        conn.execute("UPDATE queue SET status = 'failed', reason = 'http 400'")
+    result = host.request("retry-failed")["result"]
+    assert result["retried"] == 2
+    assert result["state"]["queue"]["failed"] == 0 and result["state"]["queue"]["pending"] == 2
+    rows = conn.execute("SELECT status, attempts, reason FROM queue").fetchall()
+    conn.close()
+    assert rows == [("pending", 0, None)] * 2

@@ -129,7 +129,7 @@ def test_url_at_the_limit_is_accepted() -> None:
 
 
 def test_types_without_fields_ignore_extras() -> None:
-    for kind in ("get-state", "sign-out", "flush"):
+    for kind in ("get-state", "sign-out", "flush", "retry-failed"):
         assert m.parse_request({"id": 1, "type": kind, "extra": [1]}).type == kind
 
 
