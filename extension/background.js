@@ -444,7 +444,7 @@ chrome.tabs.onRemoved.addListener((tabId) => {
 });
 
 // ---------------------------------------------------------------------------
-// Attention signals (issue 9, docs/protocol.md#attention). The host decides what to
+// Attention signals (docs/protocol.md#attention). The host decides what to
 // flattr; the worker only relays browser events, and only while the host says some
 // site counts (`attention.active`): by default no URL is sent for attention at all.
 // Incognito tabs are relayed with `url: null`. The one timer here is the heartbeat:

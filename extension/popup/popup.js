@@ -117,7 +117,7 @@ async function onSignOut() {
 }
 
 // ---------------------------------------------------------------------------
-// Attention (issue 9): what the host counted for this page, and the user's choices.
+// Attention: what the host counted for this page, and the user's choices.
 // The host decides; the 1 s refresh below only keeps the display current.
 // ---------------------------------------------------------------------------
 const ATTENTION_REFRESH_MS = 1000;

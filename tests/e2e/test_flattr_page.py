@@ -57,7 +57,7 @@ def test_not_http_pages_are_refused(browser: ExtensionBrowser, host: Host, site:
     popup.wait_for("!document.getElementById('flattr-page').disabled")
     popup.click("flattr-page")
     popup.wait_for("document.getElementById('message').textContent !== ''")
-    # Without the tabs permission the URL is hidden; with it (attention, issue 9)
+    # Without the tabs permission the URL is hidden; with it (attention)
     # about:blank is readable and refused as not http(s). Refused either way.
     message = popup.text("message")
     assert "address is not available" in message or "Only http and https" in message, message

@@ -1,4 +1,4 @@
-"""The benchmark harness (bench/, issue 6) cannot rot: a smoke run with tiny sizes.
+"""The benchmark harness (bench/) cannot rot: a smoke run with tiny sizes.
 
 Benchmarks are not tests, so nothing here asserts a speed. What is asserted is
 that ``bench/run.py --quick`` runs every figure to "measured" or to "not

@@ -1,5 +1,5 @@
 """Doctor: a healthy install passes; breaking each link in turn makes doctor name
-that link, print its fix and exit non-zero (issue 7). The launcher really runs."""
+that link, print its fix and exit non-zero. The launcher really runs."""
 
 from __future__ import annotations
 
