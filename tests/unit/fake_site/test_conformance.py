@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from tests.support.fake_site import FakeSite
 from tests.unit.fake_site.client import Answer, call
 
