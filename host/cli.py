@@ -229,6 +229,20 @@ def _install(options: Any) -> int:
     return 0
 
 
+def _data_home(config_mod: Any) -> Any:
+    """The data directory, even when its config.json is broken (purge must still work)."""
+    import os
+    from pathlib import Path
+
+    from flattr_host.errors import ConfigError
+
+    try:
+        return Path(config_mod.load().home)
+    except ConfigError:
+        raw = os.environ.get("FLATTR_HOST_HOME")
+        return Path(os.path.expanduser(raw) if raw else config_mod.default_home())
+
+
 def _uninstall(options: Any) -> int:
     from pathlib import Path
 
@@ -245,7 +259,7 @@ def _uninstall(options: Any) -> int:
         print(f"left    {path}: {why}")
     if not report.removed and not report.left:
         print("nothing to remove")
-    home = Path(config_mod.load().home)
+    home = _data_home(config_mod)
     if not options.purge:
         state = "stays" if home.exists() else "does not exist"
         print(f"data directory {state}: {home} (`flattr-host uninstall --purge` removes it)")

@@ -948,10 +948,15 @@ def uninstall_at(location: Location, plat: Platform) -> Removal:
                 result.left.append((f"{hive}\\{key}", f"cannot remove it: {exc}"))
         elif value is not None and Path(value) == manifest:
             result.left.append((f"{hive}\\{key}", f"it names {manifest}, which stays"))
-        elif value is not None and Path(value).name == MANIFEST_NAME:
+        elif value is not None and _file_name(value) == MANIFEST_NAME:
             result.left.append((f"{hive}\\{key}", f"it names {value}, not the manifest "
                                                    "flattr-host install writes"))
     return result
+
+
+def _file_name(path: str) -> str:
+    """The last part of a registry value's path, with either separator."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def uninstall_locations(name: str, plat: Platform, scope: str = "user",
@@ -1000,7 +1005,7 @@ def uninstall_report(name: str, plat: Platform, scope: str = "user",
         for location in uninstall_locations(name, plat, "system"):
             if location.registry is not None:
                 value = _registry(plat).get(*location.registry)
-                if value is not None and Path(value).name == MANIFEST_NAME:
+                if value is not None and _file_name(value) == MANIFEST_NAME:
                     result.left.append((location.describe(), "a system-wide registration: "
                                         "run `flattr-host uninstall --system` as administrator"))
             elif location.manifest.exists():

@@ -360,3 +360,180 @@ def test_manifest_and_launcher_modes(tmp_path: Path) -> None:
     [done] = inst.install("edge", linux(tmp_path), data_home=tmp_path / "d")
     assert stat.S_IMODE(done.manifest.stat().st_mode) == 0o644
     assert stat.S_IMODE(done.launcher.stat().st_mode) == 0o755
+
+
+# -- uninstall: what it leaves, and why -------------------------------------------------
+
+def test_uninstall_reports_our_system_manifest_it_cannot_remove_without_system(
+        tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [user] = inst.install("chromium", plat, data_home=tmp_path / "d")
+    [system] = inst.install("chromium", plat, "system", data_home=tmp_path / "d")
+    report = inst.uninstall_report("chromium", plat)
+    assert sorted(report.removed) == sorted([str(user.manifest), str(user.launcher)])
+    [(path, why)] = report.left
+    assert path == str(system.manifest) and "--system" in why
+    assert system.manifest.exists()
+    assert sorted(inst.uninstall("chromium", plat, "system")) == sorted(
+        [str(system.manifest), str(system.launcher)])
+
+
+def test_uninstall_removes_a_dangling_manifest_install_wrote(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [done] = inst.install("edge", plat, data_home=tmp_path / "d")
+    done.launcher.unlink()
+    assert inst.uninstall_report("edge", plat).removed == [str(done.manifest)]
+
+
+def test_uninstall_leaves_another_programs_file_and_garbage_with_reasons(tmp_path: Path) -> None:
+    plat = linux(tmp_path)
+    [done] = inst.install("chrome", plat, data_home=tmp_path / "d")
+    done.manifest.write_text('{"name": "com.other.host", "path": "/x"}')
+    report = inst.uninstall_report("chrome", plat)
+    assert dict(report.left)[str(done.manifest)] == ("its name is not 'com.flattr.companion': "
+                                                     "another program's file")
+    assert report.removed == [str(done.launcher)]  # ours; that manifest does not use it
+    done.manifest.write_text("{broken")
+    assert "not valid JSON" in dict(inst.uninstall_report("chrome", plat).left)[
+        str(done.manifest)]
+
+
+def test_windows_uninstall_reports_a_key_naming_another_manifest(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    plat = windows(tmp_path, registry)
+    inst.install("chrome", plat, data_home=tmp_path / "d")
+    key = (inst.HKCU, f"{WIN_KEYS['chrome']}\\{HOST_NAME}")
+    registry.values[key] = f"C:\\elsewhere\\{inst.MANIFEST_NAME}"
+    report = inst.uninstall_report("chrome", plat)
+    assert registry.values[key] == f"C:\\elsewhere\\{inst.MANIFEST_NAME}"
+    assert "not the manifest flattr-host install writes" in dict(report.left)[
+        f"{key[0]}\\{key[1]}"]
+
+
+def test_cli_uninstall_says_what_it_leaves_and_where_the_data_stays(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {"FLATTR_HOST_HOME": str(data)}
+    profile = tmp_path / "profile"
+    assert run_cli("install", "--browser", "chromium", "--user-data-dir", str(profile),
+                   env=env).returncode == 0
+    manifest = profile / "NativeMessagingHosts" / inst.MANIFEST_NAME
+    body = json.loads(manifest.read_text())
+    body["path"] = "/opt/dev/host"
+    manifest.write_text(json.dumps(body))
+    done = run_cli("uninstall", "--browser", "chromium", "--user-data-dir", str(profile),
+                   env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"removed {profile / 'NativeMessagingHosts' / inst.LAUNCHER_NAME}" in lines
+    [left] = [line for line in lines if line.startswith("left")]
+    assert left.startswith(f"left    {manifest}: its path was changed to /opt/dev/host")
+    assert lines[-1] == (f"data directory does not exist: {data} (`flattr-host uninstall "
+                         "--purge` removes it)")
+
+
+def test_purge_removes_the_hosts_files_and_keeps_anything_else(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    for name in ("host.db", "host.db-wal", "token.key", "config.json", "logs/host.log",
+                 "host.db.broken-1"):
+        (data / name).write_text("x")
+    (data / "my-notes.txt").write_text("keep me")
+    done = run_cli("uninstall", "--browser", "chromium", "--user-data-dir",
+                   str(tmp_path / "p"), "--purge", env={"FLATTR_HOST_HOME": str(data)})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"purging data directory {data}:" in out
+    assert "  token.key: the key the access token is encrypted with" in out
+    assert "  host.db: the store: token ciphertext, subscription state, queued flattrs" in out
+    assert "  logs: the host's logs" in out
+    assert "  my-notes.txt: not created by the host (kept)" in out
+    assert f"left    {data / 'my-notes.txt'}: not created by the host" in out
+    assert sorted(p.name for p in data.iterdir()) == ["my-notes.txt"]
+    (data / "my-notes.txt").unlink()
+    again = run_cli("uninstall", "--browser", "chromium", "--user-data-dir",
+                    str(tmp_path / "p"), "--purge", env={"FLATTR_HOST_HOME": str(data)})
+    assert f"removed {data}" in again.stdout and not data.exists()
+
+
+def test_family_needs_manifest_dir_and_windows_refuses_manifest_dir(tmp_path: Path) -> None:
+    done = run_cli("install", "--family", "firefox", env={"FLATTR_HOST_HOME": str(tmp_path)})
+    assert done.returncode == 1 and "--family goes with --manifest-dir" in done.stderr
+    both = run_cli("install", "--manifest-dir", str(tmp_path), "--system",
+                   env={"FLATTR_HOST_HOME": str(tmp_path)})
+    assert both.returncode == 1 and "does not go with" in both.stderr
+    with pytest.raises(InstallError, match="registry"):
+        inst.custom_location(tmp_path, "chromium", windows(tmp_path, FakeRegistry()))
+    with pytest.raises(InstallError, match="unknown family"):
+        inst.custom_location(tmp_path, "webkit", linux(tmp_path))
+
+
+def test_manifest_dir_family_follows_browser(tmp_path: Path) -> None:
+    folder = tmp_path / "librewolf"
+    done = run_cli("install", "--manifest-dir", str(folder), "--browser", "firefox",
+                   env={"FLATTR_HOST_HOME": str(tmp_path / "d")})
+    assert done.returncode == 0, done.stderr
+    assert "allowed_extensions" in json.loads((folder / inst.MANIFEST_NAME).read_text())
+
+
+def test_cli_prints_shared_folders(tmp_path: Path) -> None:
+    done = run_cli("install", "--browser", "vivaldi", "--home", str(tmp_path),
+                   env={"FLATTR_HOST_HOME": str(tmp_path / "d"), "XDG_CONFIG_HOME": "",
+                        "CHROME_CONFIG_HOME": ""})
+    assert done.returncode == 0, done.stderr
+    assert f"installed vivaldi  {tmp_path}/.config/vivaldi/NativeMessagingHosts" in done.stdout
+
+
+# -- extension, completion ----------------------------------------------------------------
+
+def test_extension_command_names_a_loadable_folder(tmp_path: Path) -> None:
+    done = run_cli("extension", env={})
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["manifest_version"] == 3 and (folder / manifest["background"][
+        "service_worker"]).is_file()
+
+
+def test_bash_completion_completes_commands_options_and_values(tmp_path: Path) -> None:
+    script = tmp_path / "flattr-host.bash"
+    done = run_cli("completion", "bash", env={})
+    assert done.returncode == 0, done.stderr
+    script.write_text(done.stdout)
+
+    def complete(*words: str) -> list[str]:
+        quoted = " ".join(f"'{w}'" for w in ("flattr-host", *words))
+        probe = (f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words)}; "
+                 "_flattr_host; printf '%s\\n' \"${COMPREPLY[@]}\"")
+        out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return sorted(line for line in out.stdout.splitlines() if line)
+
+    assert complete("ins") == ["inspect", "install"]
+    assert complete("install", "--browser", "") == sorted([*inst.BROWSERS, "all"])
+    assert complete("install", "--fam") == ["--family"]
+    assert complete("install", "--family", "f") == ["firefox"]
+    assert complete("uninstall", "--pu") == ["--purge"]
+    assert complete("queue", "") == ["--help", "-h", "clear", "list", "retry-failed"]
+    assert complete("queue", "list", "--status", "f") == ["failed"]
+    assert complete("completion", "") == ["--help", "-h", "bash", "fish", "zsh"]
+    (tmp_path / "profile-dir").mkdir()
+    assert complete("install", "--user-data-dir", str(tmp_path / "prof")) == [
+        str(tmp_path / "profile-dir")]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_completion(shell: str, tmp_path: Path) -> None:
+    done = run_cli("completion", shell, env={})
+    assert done.returncode == 0, done.stderr
+    if shell == "zsh":
+        assert done.stdout.startswith("#compdef flattr-host\n")
+        assert "complete -o filenames -F _flattr_host flattr-host" in done.stdout
+        # zsh is not installed here; the bash part is checked by bash itself.
+        syntax = subprocess.run(["bash", "-n"], input=done.stdout.split("\n", 3)[3], text=True,
+                                capture_output=True)
+        assert syntax.returncode == 0, syntax.stderr
+    else:
+        assert "complete -c flattr-host -n __fish_use_subcommand -a install" in done.stdout
+        assert ("complete -c flattr-host -n '__fish_seen_subcommand_from install; true' -l "
+                "browser -x -a 'chrome chromium edge brave vivaldi firefox all'") in done.stdout
+        assert "-l user-data-dir -r -F" in done.stdout
