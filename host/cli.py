@@ -244,7 +244,6 @@ def _data_home(config_mod: Any) -> Any:
 
 
 def _uninstall(options: Any) -> int:
-    from pathlib import Path
 
     from flattr_host import config as config_mod
     from flattr_host import install
