@@ -53,21 +53,33 @@ def _get(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
     return None
 
 
+def redacted(value: str) -> str:
+    """``value`` with any ``user:password@`` replaced (errors and logs never show it)."""
+    scheme, sep, rest = value.rpartition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
 def parse_proxy(value: str, source: str) -> Proxy:
-    """``[http://][user:password@]host[:port]`` -> :class:`Proxy`; ConfigError otherwise."""
+    """``[http://][user:password@]host[:port]`` -> :class:`Proxy`; ConfigError otherwise.
+
+    Error messages show the value without its credentials.
+    """
     from urllib.parse import unquote, urlsplit
 
     raw = value if "://" in value else f"http://{value}"
+    shown = f"{source}={redacted(value)!r}"
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{source}={value!r} is not a proxy URL: {exc}") from None
+        raise ConfigError(f"{shown} is not a proxy URL: {exc}") from None
     if parts.scheme.lower() != "http":
-        raise ConfigError(f"{source}={value!r}: only http:// proxies (HTTP CONNECT) are "
+        raise ConfigError(f"{shown}: only http:// proxies (HTTP CONNECT) are "
                           f"supported, not {parts.scheme}://")
     if not parts.hostname:
-        raise ConfigError(f"{source}={value!r} names no proxy host")
+        raise ConfigError(f"{shown} names no proxy host")
     authorization = None
     if parts.username is not None:
         import base64

@@ -91,3 +91,13 @@ def test_a_bad_proxy_value_is_a_network_error_not_a_crash() -> None:
     client = ApiClient("https://api.flattr.com", None, 5, {"HTTPS_PROXY": "socks5://p:1"})
     with pytest.raises(NetworkError, match="only http:// proxies"):
         client.post_bulk("token", ["https://a.example/"])
+
+
+def test_errors_never_show_the_proxy_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_proxy("socks5://alice:hunter2@proxy:1080", "HTTPS_PROXY")
+    assert "hunter2" not in str(caught.value) and "alice" not in str(caught.value)
+    assert "socks5://***@proxy:1080" in str(caught.value)
+    with pytest.raises(ConfigError) as bad_port:
+        parse_proxy("http://alice:hunter2@proxy:99999", "HTTPS_PROXY")
+    assert "hunter2" not in str(bad_port.value)
