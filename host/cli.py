@@ -174,7 +174,8 @@ def _location_options(parser: Any, browsers: str, default: str | None = "chromiu
                        help="system-wide folders (needs root / administrator)")
     parser.set_defaults(scope="user")
     parser.add_argument("--user-data-dir", type=Path,
-                        help="the browser profile's --user-data-dir (Chromium browsers)")
+                        help="the browser profile's --user-data-dir (Chrome, Chromium, Edge; "
+                             "not Windows, where only the registry counts)")
     parser.add_argument("--home", type=Path,
                         help="use DIR as the home folder (tests; Firefox reads DIR/.mozilla)")
     parser.add_argument("--manifest-dir", type=Path, metavar="DIR",
