@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv browsers chromium firefox lint unit e2e test demo bench clean package
+.PHONY: setup venv browsers chromium firefox lint unit e2e test demo bench clean package wheel
 
 setup: venv browsers
 
@@ -51,6 +51,11 @@ bench: venv chromium
 
 package: venv
 	$(PY) extension/package.py
+
+# The Python package (host, fake site, templates, the unpacked extension) as a wheel
+# in dist/, built offline with the venv's setuptools (docs/install.md).
+wheel: venv
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info test-artifacts
