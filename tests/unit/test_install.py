@@ -537,3 +537,17 @@ def test_zsh_and_fish_completion(shell: str, tmp_path: Path) -> None:
         assert ("complete -c flattr-host -n '__fish_seen_subcommand_from install; true' -l "
                 "browser -x -a 'chrome chromium edge brave vivaldi firefox all'") in done.stdout
         assert "-l user-data-dir -r -F" in done.stdout
+
+
+@pytest.mark.parametrize("browser", sorted(inst.BROWSERS))
+def test_cli_accepts_every_browser_the_popup_may_name(tmp_path: Path, browser: str) -> None:
+    """The popup's fix command names one of these (or `all`); each must work as given."""
+    env = {"FLATTR_HOST_HOME": str(tmp_path / "d"), "XDG_CONFIG_HOME": "",
+           "CHROME_CONFIG_HOME": ""}
+    done = run_cli("install", "--browser", browser, "--home", str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("installed")]
+    manifest = Path(line.split()[-1])
+    assert manifest.is_relative_to(tmp_path) and manifest.name == inst.MANIFEST_NAME
+    assert run_cli("doctor", "--browser", browser, "--home", str(tmp_path), "--skip-api",
+                   "--timeout", "30", env=env).returncode == 0
