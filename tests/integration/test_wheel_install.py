@@ -6,7 +6,7 @@ dependencies resolved by pip from wheels of this environment's distributions
 (no network, no view of this environment or the source tree), and there runs what
 a user runs: ``flattr-host --version``, ``install``, the launcher answering
 ``hello`` exactly as Chrome starts it, ``doctor`` against the fake site,
-``extension``, ``completion``, ``uninstall`` and ``uninstall --purge``.
+``status``, ``extension``, ``completion``, ``uninstall`` and ``uninstall --purge``.
 """
 
 from __future__ import annotations
@@ -117,21 +117,36 @@ def test_install_launcher_doctor_uninstall(installed: Installed, fake_site: Fake
     assert str(installed.venv) in text and str(ROOT) not in text
 
     # The launcher answers hello as Chrome starts it: argv, cwd, a bare environment.
+    # set-token seals the token with cryptography: the fresh environment's copy.
     hello = frame({"id": 1, "type": "hello", "extension": {
         "id": CHROMIUM_EXTENSION_ID, "version": "1", "build": "wheel"}})
+    sign_in = frame({"id": 2, "type": "set-token", "accessToken": "wheel-test-token",
+                     "subscription": {"active": True}})
     proc = subprocess.run([str(launcher), f"chrome-extension://{CHROMIUM_EXTENSION_ID}/"],
-                          input=hello, capture_output=True, cwd=launcher.parent,
+                          input=hello + sign_in, capture_output=True, cwd=launcher.parent,
                           env={"HOME": str(installed.tmp / "home")}, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    size = int.from_bytes(proc.stdout[:4], sys.byteorder)
-    reply = json.loads(proc.stdout[4:4 + size])
-    assert reply["ok"] is True and reply["result"]["host"]["version"] == __version__
+    replies = {}
+    rest = proc.stdout
+    while rest:
+        size = int.from_bytes(rest[:4], sys.byteorder)
+        message = json.loads(rest[4:4 + size])
+        rest = rest[4 + size:]
+        if "id" in message:
+            replies[message["id"]] = message
+    assert replies[1]["ok"] is True and replies[1]["result"]["host"]["version"] == __version__
+    assert replies[2]["ok"] is True, replies[2]
 
     doctor = installed.run("doctor", "--browser", "chromium", "--user-data-dir", str(profile),
                            "--timeout", "30", FLATTR_API_BASE=fake_site.api,
                            FLATTR_CA_BUNDLE=fake_site.ca)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "all checks passed" in doctor.stdout and "API reachable: HTTP 200" in doctor.stdout
+    assert "token decryptable: the stored token decrypts" in doctor.stdout
+
+    status = installed.run("status")
+    assert status.returncode == 0, status.stderr
+    assert "signed in        yes" in status.stdout
 
     gone = installed.run("uninstall", "--browser", "chromium", "--user-data-dir", str(profile))
     assert gone.returncode == 0, gone.stderr
