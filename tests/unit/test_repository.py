@@ -50,4 +50,4 @@ def test_the_documents_facts_are_test_data_with_their_source() -> None:
 
 def test_licence_file_matches_the_metadata() -> None:
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
-    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
