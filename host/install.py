@@ -703,8 +703,13 @@ def flatpak_wrapper(host_launcher: Path, app: str, browser: str) -> str:
 
 
 def _cmd_escape(value: str) -> str:
+    """``value`` for ``set "NAME=value"`` in a .cmd file; a quote or a control
+    character (a line break would end the command) is refused."""
     if '"' in value:
         raise InstallError(f"cannot put {value!r} in a Windows launcher: it holds a quote")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InstallError(f"cannot put {value!r} in a Windows launcher: it holds a control "
+                           "character")
     return value.replace("%", "%%")
 
 

@@ -249,6 +249,9 @@ def test_windows_cmd_escapes_percent_and_refuses_quotes(tmp_path: Path) -> None:
     assert 'if not defined FLATTR_HOST_HOME set "FLATTR_HOST_HOME=C:\\100%%\\x"' in text
     with pytest.raises(InstallError, match="quote"):
         inst.launcher_script('C:\\"x"\\python.exe', {}, windows=True)
+    with pytest.raises(InstallError, match="control character"):
+        inst.launcher_script("C:\\Py\\python.exe", {"FLATTR_API_BASE": "x\r\ncalc.exe"},
+                             windows=True)
 
 
 def test_windows_uninstall_keeps_a_key_pointing_elsewhere(tmp_path: Path) -> None:
