@@ -194,3 +194,36 @@ def test_no_module_of_the_checkout_is_used(installed: Installed) -> None:
                          check=True).stdout
     assert str(ROOT) not in out and str(installed.venv) in out
     assert os.path.commonpath([installed.venv, Path(out.split()[0])]) == str(installed.venv)
+
+
+def test_fake_site_extra_runs_from_the_wheel(installed: Installed) -> None:
+    """``pip install 'flattr-companion[fake-site]'``: the fake site starts from the wheel
+    (its pages and static files are package data) and answers over HTTPS."""
+    import select
+    import ssl
+    import urllib.request
+
+    wheels = installed.tmp / "wheels"
+    [project] = wheels.glob("flattr_companion-*.whl")
+    for name in runtime_requirements("flattr-companion", ("fake-site",)):
+        if not list(wheels.glob(f"{name.replace('-', '_')}-*.whl")):
+            wheel_from_installed(name, wheels)
+    venv = installed.tmp / "venv-fake-site"
+    install_into_fresh_venv(venv, project, wheels, "[fake-site]")
+    proc = subprocess.Popen([str(venv / "bin" / "flattr-fake-site"), "--seed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=installed.tmp,
+                            env=installed.env())
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no ready line within 60 s"
+        line = json.loads(proc.stdout.readline())
+        context = ssl.create_default_context(cafile=line["ca"])
+        with urllib.request.urlopen(line["api"] + "/rest/v2/categories", context=context,
+                                    timeout=30) as answer:
+            assert [c["id"] for c in json.loads(answer.read())][0] == "text"
+        with urllib.request.urlopen(line["site"] + "/", context=context, timeout=30) as page:
+            assert page.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

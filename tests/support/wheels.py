@@ -111,16 +111,17 @@ def _pip_env() -> dict[str, str]:
     return env
 
 
-def install_into_fresh_venv(venv: Path, wheel: Path, links: Path) -> Path:
+def install_into_fresh_venv(venv: Path, wheel: Path, links: Path, extras: str = "") -> Path:
     """A new virtual environment at ``venv`` (no access to this one) with ``wheel``
-    installed by pip, dependencies only from ``links``; returns its python."""
+    (and ``extras``, e.g. "[fake-site]") installed by pip, dependencies only from
+    ``links``; returns its python."""
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True,
                    capture_output=True)
     python = venv / "bin" / "python"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "--isolated", "--python", str(python), "install", "-q",
-         "--no-index", "--find-links", str(links), str(wheel)],
+         "--no-index", "--find-links", str(links), f"{wheel}{extras}"],
         capture_output=True, text=True, env=_pip_env())
     if done.returncode != 0:
         raise AssertionError(f"pip install of {wheel.name} failed:\n{done.stdout}\n{done.stderr}")
