@@ -219,10 +219,12 @@ def test_fake_site_extra_runs_from_the_wheel(installed: Installed) -> None:
         assert ready, "no ready line within 60 s"
         line = json.loads(proc.stdout.readline())
         context = ssl.create_default_context(cafile=line["ca"])
-        with urllib.request.urlopen(line["api"] + "/rest/v2/categories", context=context,
-                                    timeout=30) as answer:
-            assert [c["id"] for c in json.loads(answer.read())][0] == "text"
-        with urllib.request.urlopen(line["site"] + "/", context=context, timeout=30) as page:
+        assert line["api"].startswith("https://127.0.0.1:")
+        with urllib.request.urlopen(line["api"] + "/rest/v2/categories",  # noqa: S310
+                                    context=context, timeout=30) as answer:
+            assert json.loads(answer.read())[0]["id"] == "text"
+        with urllib.request.urlopen(line["site"] + "/", context=context,  # noqa: S310
+                                    timeout=30) as page:
             assert page.status == 200
     finally:
         proc.terminate()
