@@ -378,22 +378,36 @@ def firefox_system_folder(plat: Platform) -> Path | None:
     string is in libxul, so look there (Debian's firefox-esr reads ``/usr/lib``
     though Debian has a ``/usr/lib64``).
     """
-    needle = _FIREFOX_LIB64.rsplit("/", 1)[0].encode()
     for raw in plat.libxul:
         path = plat.at(raw)
         if not plat.exists(path):
             continue
-        try:
-            with open(path, "rb") as handle:
-                tail = b""
-                while chunk := handle.read(1 << 20):
-                    if needle in tail + chunk:
-                        return plat.at(_FIREFOX_LIB64)
-                    tail = chunk[-len(needle):]
-        except OSError:
-            continue
-        return plat.at(_FIREFOX_LIB)
+        reads_lib64 = _libxul_reads_lib64(path)
+        if reads_lib64 is not None:
+            return plat.at(_FIREFOX_LIB64 if reads_lib64 else _FIREFOX_LIB)
     return None
+
+
+_LIBXUL_SEEN: dict[tuple[str, int, int], bool] = {}
+
+
+def _libxul_reads_lib64(path: Path) -> bool | None:
+    """True if the libxul at ``path`` names /usr/lib64/mozilla; None if unreadable.
+
+    A libxul is ~200 MB: it is searched with mmap (no copy) once per file version.
+    """
+    import mmap
+
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _LIBXUL_SEEN:
+            with open(path, "rb") as handle, \
+                    mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                _LIBXUL_SEEN[key] = data.find(_FIREFOX_LIB64.rsplit("/", 1)[0].encode()) >= 0
+        return _LIBXUL_SEEN[key]
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        return None
 
 
 def _system_folders(plat: Platform, info: BrowserInfo) -> list[Path]:
@@ -479,8 +493,9 @@ def sharing(location: Location, plat: Platform | None = None) -> list[str]:
     if plat is None or location.scope == "profile" or location.flatpak:
         return []
     out = []
+    family = location.manifest_family
     for other in BROWSERS.values():
-        if other.key == location.browser:
+        if other.key == location.browser or other.family != family:
             continue
         folders = [loc.folder for loc in search_order(other.key, plat)]
         if location.folder in folders:
