@@ -15,7 +15,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NPM_TOOLS := .npm-tools
 NPM_STAMP := $(NPM_TOOLS)/.installed
 
-.PHONY: setup venv browsers chromium firefox keyring npm-tools lint unit e2e test demo bench clean package
+.PHONY: setup venv browsers chromium firefox keyring npm-tools lint unit e2e test demo bench clean package wheel
 
 setup: venv browsers keyring npm-tools
 
@@ -24,7 +24,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq python3-venv; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[fake-site,test]'
 	@touch $@
 
 npm-tools: $(NPM_STAMP)
@@ -72,6 +72,11 @@ bench: venv chromium
 
 package: venv
 	$(PY) extension/package.py
+
+# The Python package (host, fake site, templates, the unpacked extension) as a wheel
+# in dist/, built offline with the venv's setuptools (docs/install.md).
+wheel: venv
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info test-artifacts $(NPM_TOOLS)

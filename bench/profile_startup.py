@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Import-time profile of the host's start-up to its first reply (issue 6).
+"""Import-time profile of the host's start-up to its first reply.
 
 Spawns the host the way its installed launcher runs it (``python -S -X importtime
 -c <bootstrap> <origin>``, see host/install.py ``bootstrap_code``) and, for

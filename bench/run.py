@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every benchmark of issue 6 on this machine: ``make bench`` (or ``--quick``).
+"""Run every benchmark on this machine: ``make bench`` (or ``--quick``).
 
 Each figure is measured against its baseline in the same run (interleaved,
 several rounds, medians and min/max), a table is printed and the results are

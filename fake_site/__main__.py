@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 from . import FakeSiteError
-from .server import FakeSite
+
+# What the fake site needs beyond the host's dependencies: the `fake-site` extra.
+EXTRA_MODULES = ("aiohttp",)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> None:
     """Start, print the ready line, serve until SIGTERM/SIGINT, stop."""
+    from .server import FakeSite
+
     site = FakeSite(data_dir=args.data_dir, seed=args.seed, port=args.port,
                     api_port=args.api_port, push_port=args.push_port,
                     api_http_port=args.api_http_port, files_port=args.files_port)
@@ -65,6 +69,14 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
+    import importlib.util
+
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"flattr-fake-site: {', '.join(missing)} is not installed; the fake site needs "
+              "the fake-site extra: pip install 'flattr-companion[fake-site]' (or "
+              "pipx inject flattr-companion aiohttp)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -21,6 +21,9 @@ from flattr_host.retry import RETRYABLE_STATUSES
 if TYPE_CHECKING:
     import http.client
     import ssl
+    from collections.abc import Mapping
+
+    from flattr_host.proxy import Proxy
 
 BULK_PATH = "/rest/v2/flattr/bulk"
 
@@ -109,9 +112,13 @@ def _parse_outcomes(body: bytes, urls: list[str]) -> dict[str, str] | None:
 
 
 class ApiClient:
-    """A keep-alive HTTPS (or HTTP, for tests) connection to the API base URL."""
+    """A keep-alive HTTPS (or HTTP, for tests) connection to the API base URL, through
+    the proxy ``HTTPS_PROXY`` names unless ``NO_PROXY`` matches the API host."""
 
-    def __init__(self, base: str, ca_bundle: str | None, timeout_s: float) -> None:
+    def __init__(self, base: str, ca_bundle: str | None, timeout_s: float,
+                 environ: Mapping[str, str] | None = None) -> None:
+        """``environ`` (default: the process environment, read per connection) holds
+        ``HTTPS_PROXY`` / ``NO_PROXY``."""
         from urllib.parse import urlsplit
 
         parts = urlsplit(base)
@@ -125,11 +132,32 @@ class ApiClient:
         self._timeout = timeout_s
         self._conn: http.client.HTTPConnection | None = None
         self._context: ssl.SSLContext | None = None
+        self._environ = environ
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The proxy requests go through (``HTTPS_PROXY`` / ``NO_PROXY``), None if direct."""
+        import os
+
+        from flattr_host.proxy import proxy_for
+
+        env = os.environ if self._environ is None else self._environ
+        return proxy_for(self._scheme, self._host, self._port, env)
 
     def _connection(self) -> http.client.HTTPConnection:
         import http.client
 
         if self._conn is None:
+            from flattr_host.errors import ConfigError
+
+            try:
+                proxy = self.proxy
+            except ConfigError as exc:  # a bad HTTPS_PROXY: no request can be sent
+                raise NetworkError(str(exc)) from None
+            # Through a proxy the connection goes to the proxy, and set_tunnel sends
+            # CONNECT host:port first; TLS then runs inside the tunnel, end to end
+            # with the API, so the proxy never sees the Authorization header.
+            address = (proxy.host, proxy.port) if proxy else (self._host, self._port)
             if self._scheme == "https":
                 if self._context is None:
                     import ssl
@@ -137,13 +165,16 @@ class ApiClient:
                     self._context = ssl.create_default_context()
                     if self._ca_bundle:
                         self._context.load_verify_locations(cafile=self._ca_bundle)
-                self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self._timeout, context=self._context
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    *address, timeout=self._timeout, context=self._context
                 )
             else:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout
-                )
+                conn = http.client.HTTPConnection(*address, timeout=self._timeout)
+            if proxy is not None:
+                headers = ({"Proxy-Authorization": proxy.authorization}
+                           if proxy.authorization else None)
+                conn.set_tunnel(self._host, self._port, headers=headers)
+            self._conn = conn
         return self._conn
 
     def post_bulk(self, token: str, urls: list[str]) -> Response:

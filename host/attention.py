@@ -5,7 +5,7 @@ timestamped :data:`Signal` values (relayed by the extension) and explicit
 :meth:`AttentionEngine.advance` calls; the engine answers with :class:`Decision`
 values ("flattr this URL now"). The same signals at the same times always give
 the same decisions at the same times. Model and numbers: ``docs/attention.md``;
-facts from ``../shared/REFERENCE.md`` ("Deciding what to flattr").
+facts from the original Flattr extension ("deciding what to flattr").
 
 Times
     ``at``/``now`` are real seconds on any monotonic clock the caller chooses

@@ -3,7 +3,7 @@
 With a browser's arguments (``chrome-extension://ID/``, or Firefox's manifest path
 and add-on id) it runs the message loop without loading ``argparse``; otherwise it
 is a tool for people: ``install``, ``uninstall``, ``doctor``, ``logs``, ``inspect``,
-``status``, ``queue``, ``attention``.
+``status``, ``queue``, ``attention``, ``extension``, ``completion``.
 Errors to the user are one line on stderr and a non-zero exit, no traceback.
 """
 
@@ -69,7 +69,7 @@ def _parser() -> Any:
     parser.add_argument("--version", action="version", version=f"flattr-host {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    # -- install / uninstall / doctor / logs / inspect (issue 7) --------------------
+    # -- install / uninstall / doctor / logs / inspect ------------------------------
     browsers = "chrome, chromium, edge, brave, vivaldi, firefox, or all"
     install = sub.add_parser("install", help="write the host manifest for a browser")
     _location_options(install, browsers)
@@ -81,8 +81,8 @@ def _parser() -> Any:
     uninstall = sub.add_parser("uninstall", help="remove what install wrote")
     _location_options(uninstall, browsers)
     uninstall.add_argument("--purge", action="store_true",
-                           help="also remove the token's key from the OS keyring "
-                                "(signs every browser out of this data directory)")
+                           help="also remove the data directory (token key, store with the "
+                                "queued flattrs, logs) and the token's key in the OS keyring")
     uninstall.set_defaults(func=_uninstall)
 
     doctor = sub.add_parser("doctor", help="check every link from browser to host and API")
@@ -107,7 +107,13 @@ def _parser() -> Any:
     inspect.add_argument("--once", action="store_true",
                          help="print each host's current state and exit")
     inspect.set_defaults(func=_inspect)
-    # -- end of issue 7 parsers --------------------------------------------------------
+
+    extension = sub.add_parser("extension", help="where the extension this package carries is")
+    extension.set_defaults(func=_extension)
+
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
+    completion.set_defaults(func=_completion)
 
     status = sub.add_parser("status", help="signed in?, subscription, queue counts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -126,7 +132,7 @@ def _parser() -> Any:
     qclear.add_argument("--failed", action="store_true", required=True)
     qclear.set_defaults(func=_queue_clear)
 
-    # -- attention (issue 9) --------------------------------------------------------------
+    # -- attention ------------------------------------------------------------------------
     attention = sub.add_parser("attention", help="attention counters (browsing history)")
     asub = attention.add_subparsers(metavar="ACTION")
     alist = asub.add_parser("list", help="list counted pages (shows URLs) and opted-in sites")
@@ -137,7 +143,6 @@ def _parser() -> Any:
     which.add_argument("--site", help="only the pages of this site (e.g. blog.example)")
     which.add_argument("--url", help="only this page (normalized first)")
     aclear.set_defaults(func=_attention_clear)
-    # -- end of attention parsers ---------------------------------------------------------
     return parser
 
 
@@ -155,7 +160,7 @@ def _open() -> tuple[Any, Any, Any]:
     return config, log, Store(config.db_path, log)
 
 
-# -- install / uninstall / doctor / logs / inspect handlers (issue 7) ------------------
+# -- install / uninstall / doctor / logs / inspect handlers ----------------------------
 
 def _location_options(parser: Any, browsers: str, default: str | None = "chromium") -> None:
     from pathlib import Path
@@ -169,9 +174,31 @@ def _location_options(parser: Any, browsers: str, default: str | None = "chromiu
                        help="system-wide folders (needs root / administrator)")
     parser.set_defaults(scope="user")
     parser.add_argument("--user-data-dir", type=Path,
-                        help="the browser profile's --user-data-dir (Chromium browsers)")
+                        help="the browser profile's --user-data-dir (Chrome, Chromium, Edge; "
+                             "not Windows, where only the registry counts)")
     parser.add_argument("--home", type=Path,
                         help="use DIR as the home folder (tests; Firefox reads DIR/.mozilla)")
+    parser.add_argument("--manifest-dir", type=Path, metavar="DIR",
+                        help="a browser we do not list (a fork: LibreWolf, Thorium, ...): the "
+                             "folder it reads host manifests from; see --family")
+    parser.add_argument("--family", choices=["chromium", "firefox"],
+                        help="with --manifest-dir: the manifest's kind (default: that of "
+                             "--browser, else chromium)")
+
+
+def _custom(options: Any, plat: Any) -> Any:
+    """The --manifest-dir location, or None; --family without it is an error."""
+    from flattr_host import doctor
+    from flattr_host.errors import InstallError
+
+    if options.manifest_dir is None:
+        if options.family is not None:
+            raise InstallError("--family goes with --manifest-dir")
+        return None
+    if options.user_data_dir is not None or options.scope == "system":
+        raise InstallError("--manifest-dir names the folder itself: it does not go with "
+                           "--user-data-dir or --system")
+    return doctor.custom_location(options, plat)
 
 
 def _install(options: Any) -> int:
@@ -184,39 +211,83 @@ def _install(options: Any) -> int:
     os.umask(0o022)  # manifests and launchers must be readable by the browser
     config = config_mod.load()
     plat = install.current_platform(options.home)
-    done = install.install(options.browser, plat, options.scope, options.user_data_dir,
-                           options.extension_ids, Path(config.home))
+    custom = _custom(options, plat)
+    if custom is not None:
+        done = install.install_custom(custom, plat, options.extension_ids, Path(config.home))
+    else:
+        done = install.install(options.browser, plat, options.scope, options.user_data_dir,
+                               options.extension_ids, Path(config.home))
     for item in done:
         verb = "installed" if item.changed else "unchanged"
         print(f"{verb:<10}{item.location.browser:<9}{item.location.describe()}")
         print(f"{'':<19}launcher {item.launcher}")
-        shared = install.sharing(item.location)
+        shared = install.sharing(item.location, plat)
         if shared:
-            print(f"{'':<19}(this registration is shared with {', '.join(shared)})")
+            what = "registration" if item.location.registry else "folder"
+            print(f"{'':<19}(this {what} is shared with {', '.join(shared)})")
         for note in item.notes:
             print(f"note: {note}")
     return 0
 
 
+def _data_home(config_mod: Any) -> Any:
+    """The data directory, even when its config.json is broken (purge must still work)."""
+    import os
+    from pathlib import Path
+
+    from flattr_host.errors import ConfigError
+
+    try:
+        return Path(config_mod.load().home)
+    except ConfigError:
+        raw = os.environ.get("FLATTR_HOST_HOME")
+        return Path(os.path.expanduser(raw) if raw else config_mod.default_home())
+
+
 def _uninstall(options: Any) -> int:
+
+    from flattr_host import config as config_mod
     from flattr_host import install
 
     plat = install.current_platform(options.home)
-    removed = install.uninstall(options.browser, plat, options.scope, options.user_data_dir)
-    for path in removed:
+    custom = _custom(options, plat)
+    report = install.uninstall_report(options.browser, plat, options.scope,
+                                      options.user_data_dir, custom)
+    for path in report.removed:
         print(f"removed {path}")
-    if not removed:
+    for path, why in report.left:
+        print(f"left    {path}: {why}")
+    if not report.removed and not report.left:
         print("nothing to remove")
-    if options.purge:
-        return _purge_key()
+    home = _data_home(config_mod)
+    if not options.purge:
+        state = "stays" if home.exists() else "does not exist"
+        print(f"data directory {state}: {home} (`flattr-host uninstall --purge` removes it)")
+        return 0
+    if _purge_key(home) != 0:
+        return 1
+    contents = install.data_dir_contents(home)
+    if not home.exists():
+        print(f"data directory {home} does not exist: nothing to purge")
+        return 0
+    print(f"purging data directory {home}:")
+    for entry, what in contents:
+        print(f"  {entry.name}: {what or 'not created by the host (kept)'}")
+    purged = install.purge_data_dir(home)
+    for path in purged.removed:
+        print(f"removed {path}")
+    for path, why in purged.left:
+        print(f"left    {path}: {why}")
     return 0
 
 
-def _purge_key() -> int:
+def _purge_key(home: Any) -> int:
     """Remove the data directory's keyring entry (the key file goes with the folder)."""
     from flattr_host import config as config_mod
     from flattr_host.keys import KeyUnavailable, remove_keyring_entry
 
+    if not home.exists():
+        return 0
     config = config_mod.load()
     if config.key_backend == "file":
         print("key_backend is file: no keyring entry to remove")
@@ -252,7 +323,20 @@ def _inspect(options: Any) -> int:
 
     return inspector.client_main(options)
 
-# -- end of issue 7 handlers -----------------------------------------------------------
+
+def _extension(_options: Any) -> int:
+    from flattr_host.extension_files import extension_folder
+
+    folder = extension_folder()
+    print(folder)
+    return 0
+
+
+def _completion(options: Any) -> int:
+    from flattr_host.completion import script
+
+    sys.stdout.write(script(options.shell, _parser()))
+    return 0
 
 
 def _recorded_backend(db_path: str) -> str | None:
@@ -351,7 +435,7 @@ def _queue_clear(_options: Any) -> int:
     return 0
 
 
-# -- attention handlers (issue 9) -------------------------------------------------------
+# -- attention handlers -----------------------------------------------------------------
 
 def _attention_list(options: Any) -> int:
     import json

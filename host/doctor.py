@@ -78,9 +78,15 @@ class Found:
     manifest: Path
 
 
-def find_manifest(browser: str, plat: inst.Platform,
-                  user_data_dir: Path | None) -> tuple[Found | None, list[inst.Location]]:
-    """The manifest ``browser`` would use (first in its search order), and the order."""
+def find_manifest(browser: str, plat: inst.Platform, user_data_dir: Path | None,
+                  custom: inst.Location | None = None
+                  ) -> tuple[Found | None, list[inst.Location]]:
+    """The manifest ``browser`` would use (first in its search order), and the order.
+
+    ``custom`` is a ``--manifest-dir`` location: the only place looked at.
+    """
+    if custom is not None:
+        return (Found(custom, custom.manifest) if custom.manifest.exists() else None), [custom]
     order = inst.search_order(browser, plat, user_data_dir)
     boxes = [b.location for b in inst.sandboxes(plat, [browser]) if b.location is not None]
     if user_data_dir is None:
@@ -98,7 +104,12 @@ def find_manifest(browser: str, plat: inst.Platform,
 
 
 def _install_command(browser: str, options: Any, extra: str = "") -> str:
-    parts = ["flattr-host", "install", "--browser", browser]
+    parts = ["flattr-host", "install"]
+    custom = getattr(options, "manifest_dir", None)
+    if custom is not None:
+        parts += ["--manifest-dir", str(custom), "--family", _family(options)]
+    else:
+        parts += ["--browser", browser]
     if getattr(options, "scope", "user") == "system":
         parts.append("--system")
     if getattr(options, "user_data_dir", None) is not None:
@@ -108,10 +119,36 @@ def _install_command(browser: str, options: Any, extra: str = "") -> str:
     return shlex.join(parts) + extra
 
 
+def _family(options: Any) -> str:
+    """The manifest family of a ``--manifest-dir`` check: --family, else --browser's."""
+    family = getattr(options, "family", None)
+    if family:
+        return str(family)
+    browser = getattr(options, "browser", None)
+    if browser in inst.BROWSERS:
+        return inst.BROWSERS[browser].family
+    return "chromium"
+
+
+def custom_location(options: Any, plat: inst.Platform) -> inst.Location | None:
+    """The ``--manifest-dir`` location of ``options``, if any."""
+    folder = getattr(options, "manifest_dir", None)
+    return None if folder is None else inst.custom_location(Path(folder), _family(options), plat)
+
+
 def _elsewhere(browser: str, plat: inst.Platform) -> str:
-    """A hint when our manifest sits in another browser's folder (the classic mistake)."""
+    """A hint when our manifest sits in another browser's folder (the classic mistake),
+    or in the Firefox system folder this Firefox build does not read."""
     if plat.system == "win32":
         return ""
+    if browser == "firefox" and plat.system == "linux":
+        used = (inst.firefox_system_folder(plat)
+                or plat.at(inst.BROWSERS["firefox"].linux_system[1]))
+        for raw in inst.BROWSERS["firefox"].linux_system:
+            stray = plat.at(raw) / inst.MANIFEST_NAME
+            if plat.at(raw) != used and stray.exists():
+                return (f"; there is one in {stray}, but this Firefox build reads only "
+                        f"{used} (fixed when it was built)")
     for other in inst.BROWSERS:
         if other == browser:
             continue
@@ -127,8 +164,9 @@ def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str
                   timeout: float, environ: Mapping[str, str] | None = None) -> Section:
     """Every link for one browser, stopping at the first broken one."""
     section = Section(browser)
-    info = inst.browser_info(browser)
-    found, order = find_manifest(browser, plat, options.user_data_dir)
+    custom = custom_location(options, plat)
+    family = custom.manifest_family if custom is not None else inst.browser_info(browser).family
+    found, order = find_manifest(browser, plat, options.user_data_dir, custom)
     fix = _install_command(browser, options)
     names = [MANIFEST_PRESENT, VALID_JSON, NAME_MATCHES, TYPE_STDIO, PATH_EXECUTABLE,
              EXTENSION_ALLOWED, HELLO]
@@ -143,7 +181,7 @@ def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str
         places = ", ".join(loc.describe() for loc in order)
         done(Check(MANIFEST_PRESENT, False,
                    f"no {HOST_NAME} manifest where {browser} looks ({places})"
-                   + _elsewhere(browser, plat), f"run `{fix}`"))
+                   + ("" if custom else _elsewhere(browser, plat)), f"run `{fix}`"))
         return section
     where = found.location.describe()
     if not found.manifest.exists():
@@ -174,9 +212,9 @@ def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str
                       f"run `{fix}`")):
         return section
     assert launcher is not None
-    key = "allowed_origins" if info.family == "chromium" else "allowed_extensions"
+    key = "allowed_origins" if family == "chromium" else "allowed_extensions"
     allowed = data.get(key)
-    wanted = [f"chrome-extension://{i}/" for i in ids] if info.family == "chromium" else ids
+    wanted = [f"chrome-extension://{i}/" for i in ids] if family == "chromium" else ids
     missing = [w for w in wanted if not isinstance(allowed, list) or w not in allowed]
     id_fix = f"run `{fix}" + "".join(f" --extension-id {i}" for i in ids) + "`"
     if not done(Check(EXTENSION_ALLOWED, not missing,
@@ -192,7 +230,7 @@ def check_browser(browser: str, plat: inst.Platform, options: Any, ids: list[str
                                     else f"{app} may not start programs outside its sandbox",
                                     f"run `{inst.flatpak_command(app)}` and restart the browser"))
         launcher = found.location.folder / inst.HOST_LAUNCHER_NAME
-    args = ([str(found.manifest), ids[0]] if info.family == "firefox"
+    args = ([str(found.manifest), ids[0]] if family == "firefox"
             else [f"chrome-extension://{ids[0]}/"]
             + (["--parent-window=0"] if plat.system == "win32" else []))
     done(check_hello(launcher, args, ids[0], timeout, fix, environ))
@@ -469,27 +507,45 @@ def check_token(db: Path, key_path: Path,
     return Check(TOKEN_DECRYPTABLE, True, "the stored token decrypts (not shown)")
 
 
-def check_api(base: str, ca_bundle: str | None, timeout: float) -> Check:
-    """Any HTTP answer from ``GET <base>/rest/v2/rate_limit`` (not rate limited) is ok."""
+def check_api(base: str, ca_bundle: str | None, timeout: float,
+              environ: Mapping[str, str] | None = None) -> Check:
+    """Any HTTP answer from ``GET <base>/rest/v2/rate_limit`` (not rate limited) is ok.
+
+    The request goes the way the host's goes: through the proxy ``HTTPS_PROXY``
+    names unless ``NO_PROXY`` matches (flattr_host.proxy); the detail says which.
+    """
     import http.client
     import ssl
     from urllib.parse import urlsplit
 
+    from flattr_host.errors import ConfigError
+    from flattr_host.proxy import proxy_for
+
     parts = urlsplit(base)
     url = base.rstrip("/") + "/rest/v2/rate_limit"
+    env = os.environ if environ is None else environ
+    try:
+        proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port, env)
+    except ConfigError as exc:
+        return Check(API_REACHABLE, False, str(exc), "fix or unset the proxy variable")
+    route = f"via proxy {proxy.describe()}" if proxy else "direct (no proxy applies)"
     fix = (f"check the network and FLATTR_API_BASE (now {base})"
+           + (f" and the proxy ({proxy.describe()})" if proxy else "")
            + ("" if parts.scheme != "https" else
               f"; for a private CA set FLATTR_CA_BUNDLE (now {ca_bundle or 'unset'})"))
+    address = (proxy.host, proxy.port) if proxy else (parts.hostname or "", parts.port)
     try:
         conn: http.client.HTTPConnection
         if parts.scheme == "https":
             context = ssl.create_default_context()
             if ca_bundle:
                 context.load_verify_locations(cafile=ca_bundle)
-            conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout,
-                                               context=context)
+            conn = http.client.HTTPSConnection(*address, timeout=timeout, context=context)
         else:
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+            conn = http.client.HTTPConnection(*address, timeout=timeout)
+        if proxy is not None:
+            conn.set_tunnel(parts.hostname or "", parts.port, headers=(
+                {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None))
         try:
             conn.request("GET", parts.path.rstrip("/") + "/rest/v2/rate_limit",
                          headers={"User-Agent": "flattr-companion-doctor"})
@@ -497,16 +553,18 @@ def check_api(base: str, ca_bundle: str | None, timeout: float) -> Check:
         finally:
             conn.close()
     except ssl.SSLError as exc:
-        return Check(API_REACHABLE, False, f"{url}: TLS failed: {exc}",
+        return Check(API_REACHABLE, False, f"{url} {route}: TLS failed: {exc}",
                      f"set FLATTR_CA_BUNDLE to the CA file that signs {parts.hostname}")
     except (OSError, http.client.HTTPException) as exc:
-        return Check(API_REACHABLE, False, f"{url}: {type(exc).__name__}: {exc}", fix)
-    return Check(API_REACHABLE, True, f"HTTP {status} from {url}")
+        return Check(API_REACHABLE, False, f"{url} {route}: {type(exc).__name__}: {exc}", fix)
+    return Check(API_REACHABLE, True, f"HTTP {status} from {url} {route}")
 
 
 # -- running it ----------------------------------------------------------------------
 
 def browsers_to_check(plat: inst.Platform, options: Any) -> list[str]:
+    if getattr(options, "manifest_dir", None) is not None:
+        return [inst.CUSTOM]
     if options.browser and options.browser != "all":
         inst.browser_info(options.browser)
         return [options.browser]
@@ -524,8 +582,9 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
     chromium_ids, firefox_ids = inst.split_ids(getattr(options, "extension_ids", None))
     browsers = browsers_to_check(plat, options)
     launchers: list[Path] = []
+    custom = custom_location(options, plat)
     for browser in browsers:
-        found, _ = find_manifest(browser, plat, options.user_data_dir)
+        found, _ = find_manifest(browser, plat, options.user_data_dir, custom)
         if found is not None:
             launchers.append(found.location.folder / (
                 inst.HOST_LAUNCHER_NAME if found.location.flatpak else
@@ -554,11 +613,13 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
         data.skipped += [TOKEN_KEY, TOKEN_DECRYPTABLE]
     sections: list[Section] = []
     for browser in browsers:
-        ids = firefox_ids if inst.browser_info(browser).family == "firefox" else chromium_ids
+        family = custom.manifest_family if custom else inst.browser_info(browser).family
+        ids = firefox_ids if family == "firefox" else chromium_ids
         sections.append(check_browser(browser, plat, options, ids, timeout, environ))
     sections.append(data)
     if not getattr(options, "skip_api", False):
-        sections.append(Section("api", [check_api(config.api_base, config.ca_bundle, timeout)]))
+        sections.append(Section("api", [check_api(config.api_base, config.ca_bundle, timeout,
+                                                  environ)]))
     for plat_box in inst.sandboxes(plat):
         if plat_box.kind == "snap":
             out.write(f"note: {plat_box.advice}\n")

@@ -84,7 +84,7 @@ class RetryFailed(Value):
     __slots__ = ()
 
 
-# -- attention (issue 9, docs/protocol.md#attention) ---------------------------------
+# -- attention (docs/protocol.md#attention) ---------------------------------
 # Light values only: the engine (dataclasses) is imported by the service on the first
 # attention request, never on the hello path.
 
@@ -310,7 +310,7 @@ def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:
     return FlattrUrls(tuple(check_url(url, f"urls[{i}]") for i, url in enumerate(urls)))
 
 
-# -- attention parsers (issue 9) ---------------------------------------------------------
+# -- attention parsers ---------------------------------------------------------
 MAX_SIGNALS = 100
 MAX_SITE_CHARS = 262  # a 253-character host name, ':' and a port
 _TAB_SIGNALS = ("tab-activated", "url-changed", "load-finished", "audible-changed")
@@ -437,7 +437,7 @@ _PARSERS: dict[str, Any] = {
     "flattr": _flattr,
     "flush": lambda _m: _FLUSH,
     "retry-failed": lambda _m: _RETRY_FAILED,
-    # attention (issue 9)
+    # attention
     "attention-signals": _attention_signals,
     "attention-page": _attention_page,
     "attention-settings": lambda _m: _ATTENTION_SETTINGS,

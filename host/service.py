@@ -106,7 +106,7 @@ class Service:
             m.FlattrUrls: self._flattr,
             m.Flush: self._flush,
             m.RetryFailed: self._retry_failed,
-            # attention (issue 9): the engine is imported on the first of these
+            # attention: the engine is imported on the first of these
             m.FlattrManual: self._flattr_manual,
             m.AttentionSignals: self._attention_signals,
             m.AttentionPage: lambda body: self._attention_service().page(body.url),
@@ -231,7 +231,7 @@ class Service:
         self._changed(wake=retried > 0)
         return {"retried": retried, "state": self.state()}
 
-    # -- attention (issue 9, docs/attention.md) ---------------------------------------
+    # -- attention (docs/attention.md) ---------------------------------------
 
     def _attention_service(self) -> Any:
         """The host's AttentionService, created (engine imported) on first use."""

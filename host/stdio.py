@@ -236,7 +236,7 @@ class Loop:
                 first = False
                 self._log.release()
                 self._start_submitter()
-                # -- live inspector hook (issue 7; owner: install/doctor/logs) ---------
+                # -- live inspector hook ---------
                 # Only when enabled, and only after the first reply: asyncio and
                 # websockets stay off the hello path. It wraps self._writer.state to
                 # see every state pushed to the browser.
@@ -277,7 +277,7 @@ class Loop:
             self._writer.state(state)
 
     def _shutdown(self) -> None:
-        # -- attention hook (issue 9): save accrued attention, stop its timer ----------
+        # -- attention hook: save accrued attention, stop its timer ----------
         self._service.close()
         # -- end of the attention hook ----------------------------------------------------
         if self._submitter is not None:

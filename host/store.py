@@ -83,7 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE queue_counts SET n = n + 1 WHERE status = NEW.status;
     END;
     """,
-    # Attention counters (issue 9, docs/attention.md#storage). One row per normalized
+    # Attention counters (docs/attention.md#storage). One row per normalized
     # URL; the columns are PageCounter.to_record()'s keys plus updated_at (epoch s,
     # for pruning). Sites the user opted in. "Count every site" and the clear
     # generation live in kv ('attention_count_all', 'attention_generation').

@@ -3,7 +3,7 @@
 Attention is counted per *normalized* URL so that the same page reached with a
 different fragment, tracking query or login prefix accrues to one counter.
 
-Rules (``../shared/REFERENCE.md``, "Deciding what to flattr"):
+Rules (docs/attention.md, "URL normalization"):
 
 - only ``http`` and ``https`` URLs with a host are accepted; anything else raises
   :class:`UrlError` (a :class:`ValueError`);

@@ -1,6 +1,6 @@
 """Minimal Python native messaging host: the floor a Python host can reach.
 
-It imports only sys, struct and json (issue 6), reads frames (4-byte native-order
+It imports only sys, struct and json, reads frames (4-byte native-order
 length + UTF-8 JSON object) from stdin and answers each with
 ``{"id": <id>, "ok": true, "result": {"echo": <type>}}`` on stdout, until EOF.
 It does no caller check, no logging and no storage: it is a baseline, not a host.

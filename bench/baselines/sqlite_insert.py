@@ -1,6 +1,6 @@
 """Raw SQLite inserts at the host queue's durability: the ceiling for durable enqueue.
 
-WAL journal, ``synchronous=FULL`` (issue 4), one transaction committed per
+WAL journal, ``synchronous=FULL``, one transaction committed per
 request-equivalent: ``--batch 1`` commits every URL, ``--batch 100`` commits every
 100 URLs, as the host must before it acknowledges a ``flattr`` request. The table
 holds what a queue row minimally needs (url, state, time). Only the inserts and

@@ -1,4 +1,4 @@
-"""Benchmark harness for the Flattr companion host (issue 6).
+"""Benchmark harness for the Flattr companion host.
 
 Each figure is a function ``(Config, Context) -> FigureResult`` in its own module;
 it either measures or raises ``NotAvailable`` naming the missing part, so the

@@ -1,4 +1,4 @@
-"""The fake flattr.com / api.flattr.com (issue 3), run as its own process.
+"""The fake flattr.com / api.flattr.com, run as its own process.
 
 ``flattr-fake-site --port 0 --api-port 0 --data-dir DIR`` prints one JSON line
 when ready: ``{"site", "api", "ca", "spki"}``. The harness drives it only through
@@ -27,9 +27,9 @@ from harness.spawn import Workspace, module_has
 
 
 def require_fake_site() -> None:
-    """Raise NotAvailable unless the fake site can be run (issue 3)."""
+    """Raise NotAvailable unless the fake site can be run."""
     if not module_has("fake_flattr", "__main__"):
-        raise NotAvailable("fake site not landed: fake_flattr has no __main__ module (issue 3)")
+        raise NotAvailable("fake site not landed: fake_flattr has no __main__ module")
 
 
 @dataclass

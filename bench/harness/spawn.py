@@ -2,7 +2,7 @@
 
 Chrome starts a native host with argv ``[path, "chrome-extension://<id>/"]``,
 cwd = the folder of ``path`` (the launcher named in the host manifest), stdio
-pipes, and the browser's environment (../shared/ENVIRONMENT.md). The harness
+pipes, and the browser's environment (docs/performance.md). The harness
 finds ``path`` the way a user gets it: ``flattr-host install --browser chromium
 --user-data-dir DIR`` writes ``DIR/NativeMessagingHosts/com.flattr.companion.json``.
 Until the installer exists it falls back to ``sys.executable -m flattr_host``.
@@ -75,10 +75,10 @@ def module_has(package: str, module: str) -> bool:
 
 
 def require_host() -> None:
-    """Raise NotAvailable unless the host package can be run (issue 2)."""
+    """Raise NotAvailable unless the host package can be run."""
     for module in ("__main__", "cli"):  # pyproject: flattr-host = flattr_host.cli:main
         if not module_has("flattr_host", module):
-            raise NotAvailable(f"host not landed: flattr_host has no {module} module (issue 2)")
+            raise NotAvailable(f"host not landed: flattr_host has no {module} module")
 
 
 def host_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-// Flattr Companion: the flattr.com page protocol (document 000, ../shared/REFERENCE.md).
+// Flattr Companion: the flattr.com page protocol (document 000, docs/protocol.md).
 //
 // Runs at document_start in the top frame of https://flattr.com/* pages only.
 // Page CustomEvents are always untrusted (isTrusted is false for anything a page

@@ -8,8 +8,8 @@
 // Nothing here throws, and nothing here keeps a reference to the input: the caller acts
 // on `value` only, so getters, prototypes and extra keys of the input cannot matter.
 //
-// Rules come from document 000 (page protocol), ../shared/REFERENCE.md (detail
-// shapes) and docs/protocol.md (field rules the host enforces again).
+// Rules come from document 000 (page protocol) and docs/protocol.md (detail
+// shapes, and field rules the host enforces again).
 "use strict";
 
 (() => {

@@ -1,6 +1,6 @@
 """``POST /rest/v2/flattr/bulk``: the endpoint the extension and the host submit to.
 
-Upstream never documented its answer (../shared/REFERENCE.md); this fake fixes
+Upstream never documented its answer (docs/fake-site.md); this fake fixes
 the contract, documented in docs/fake-site.md:
 
 - ``Authorization: Bearer <token>`` with scope ``flattr``; a missing, unknown or

@@ -1,4 +1,4 @@
-"""Attention end to end (issue 9): real Chromium, real extension, real host, fake API.
+"""Attention end to end: real Chromium, real extension, real host, fake API.
 
 Thresholds are scaled with ``FLATTR_ATTENTION_SCALE=0.05``: the first flattr of a
 page comes after 2.5 s of attention (50 nominal s), the activity window lasts

@@ -214,7 +214,7 @@ function mark(name, value) {
 }
 mark("content-started");
 
-// Reply to the page: three ways of passing an object back (Xray wrappers, issue 8).
+// Reply to the page: three ways of passing an object back (Xray wrappers).
 window.addEventListener("probe-request", (event) => {
   const asked = event.detail && event.detail.question;  // page -> content: plain data
   const answer = { answer: "to " + asked, list: [1, 2, 3] };

@@ -1,4 +1,4 @@
-"""A web page in real Chromium cannot connect to the live inspector (issue 7).
+"""A web page in real Chromium cannot connect to the live inspector.
 
 The page is served over http://127.0.0.1 and is even handed the port and the
 secret; the browser still sends an ``Origin`` header on the WebSocket handshake,

@@ -1,4 +1,4 @@
-"""Attention through the real host process (issue 9): signals in, flattrs out.
+"""Attention through the real host process: signals in, flattrs out.
 
 Each test spawns ``flattr-host`` as Chrome does, speaks frames to it, and checks
 the real store, the real CLI and the fake API's journal. Thresholds are scaled

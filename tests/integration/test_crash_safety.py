@@ -1,5 +1,5 @@
-"""Nothing acknowledged is lost: SIGKILL at random moments, and several hosts on one store
-(issue 4). Real host processes, real fake API over HTTPS, zero backoff.
+"""Nothing acknowledged is lost: SIGKILL at random moments, and several hosts on one store.
+Real host processes, real fake API over HTTPS, zero backoff.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The durable queue delivering to the fake API over real HTTPS (issue 4).
+"""The durable queue delivering to the fake API over real HTTPS.
 
 Every test runs real host processes against the real fake site with zero backoff;
 the fake's admin API scripts the failures and its journal shows what arrived.

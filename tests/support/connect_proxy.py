@@ -12,6 +12,8 @@ Contract:
   403 and is recorded in :attr:`ConnectProxy.refused`. Non-CONNECT requests
   (plain-http proxying) get 405.
 - :meth:`ConnectProxy.close` stops accepting and closes every open tunnel.
+- :attr:`ConnectProxy.client_bytes` holds every byte clients sent through tunnels
+  (what the proxy could read), so a test can check a secret never went in clear.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import selectors
 import socket
 import socketserver
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -96,6 +98,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 _reply(client, 431, f"request head over {HEAD_LIMIT} bytes")
                 return
         head_bytes, _, early = head.partition(b"\r\n\r\n")
+        proxy._heads_seen(head_bytes)
         request_line = head_bytes.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split()
         if len(parts) != 3 or parts[0].upper() != "CONNECT":
@@ -119,8 +122,9 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             if early:
+                proxy._saw(early)
                 upstream.sendall(early)
-            _pipe(client, upstream)
+            _pipe(client, upstream, proxy._saw)
         finally:
             proxy._untrack(upstream)
             upstream.close()
@@ -134,8 +138,9 @@ def _reply(client: socket.socket, status: int, reason: str) -> None:
     )
 
 
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until either side closes."""
+def _pipe(a: socket.socket, b: socket.socket,
+          saw: Callable[[bytes], None] | None = None) -> None:
+    """Copy bytes both ways until either side closes; ``saw`` gets what ``a`` sends."""
     a.settimeout(None)
     b.settimeout(None)
     peers = {a: b, b: a}
@@ -148,6 +153,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 src: socket.socket = key.fileobj  # type: ignore[assignment]
                 data = src.recv(BUFFER)
                 if data:
+                    if saw is not None and src is a:
+                        saw(data)
                     peers[src].sendall(data)
                     continue
                 # Half-close: forward EOF so TLS close_notify semantics survive.
@@ -173,6 +180,8 @@ class ConnectProxy:
                 )
         self.mapping = {k.lower(): v for k, v in mapping.items()}
         self.records: list[TunnelRecord] = []
+        self._client_bytes = bytearray()
+        self.heads: list[bytes] = []  # each request head (CONNECT line and headers)
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._server = _Server(("127.0.0.1", port), _Handler)
@@ -189,6 +198,12 @@ class ConnectProxy:
         """Requests that were not tunnelled (status other than 200)."""
         with self._lock:
             return [r for r in self.records if r.status != 200]
+
+    @property
+    def client_bytes(self) -> bytes:
+        """Every byte clients sent inside tunnels so far (request heads excluded)."""
+        with self._lock:
+            return bytes(self._client_bytes)
 
     def start(self) -> ConnectProxy:
         """Start serving in a daemon thread."""
@@ -224,6 +239,14 @@ class ConnectProxy:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _heads_seen(self, head: bytes) -> None:
+        with self._lock:
+            self.heads.append(head)
+
+    def _saw(self, data: bytes) -> None:
+        with self._lock:
+            self._client_bytes += data
 
     def _record(self, record: TunnelRecord) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 No geckodriver and no Playwright Firefox (it needs Playwright's patched build):
 Firefox serves WebDriver BiDi itself when started with `--remote-debugging-port`
-(../shared/ENVIRONMENT.md, "Firefox"). Every launch gets a fresh profile and a fresh
+(docs/firefox.md). Every launch gets a fresh profile and a fresh
 HOME under a caller-owned temporary folder, so nothing leaks between tests and the
 native messaging manifests the test installs are the only ones Firefox sees besides
 the system folders.

@@ -1,4 +1,4 @@
-"""Classifying bulk responses: documented statuses and garbage (issue 4)."""
+"""Classifying bulk responses: documented statuses and garbage."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ live in tests/e2e/test_firefox_support.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -276,6 +277,12 @@ def echo_port() -> Iterator[int]:
     thread = threading.Thread(target=serve_one, daemon=True)
     thread.start()
     yield int(server.getsockname()[1])
+    # Wake the blocked accept() before closing: a thread left in accept() on a closed
+    # descriptor can end up serving a later socket that reuses the descriptor number
+    # (a later test's HTTP server then answers with this echo).
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)
+    thread.join(5)
     server.close()
 
 

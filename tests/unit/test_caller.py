@@ -1,4 +1,4 @@
-"""Who may start the host (issue 2)."""
+"""Who may start the host."""
 
 from __future__ import annotations
 

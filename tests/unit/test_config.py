@@ -1,4 +1,4 @@
-"""Configuration: defaults, file, environment, and clear errors (issue 2)."""
+"""Configuration: defaults, file, environment, and clear errors."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Doctor: a healthy install passes; breaking each link in turn makes doctor name
-that link, print its fix and exit non-zero (issue 7). The launcher really runs."""
+that link, print its fix and exit non-zero. The launcher really runs."""
 
 from __future__ import annotations
 
@@ -257,3 +257,56 @@ def test_cli_exit_status(setup: Setup) -> None:
     setup.manifest.unlink()
     bad = subprocess.run(args, capture_output=True, text=True, env=setup.env, timeout=60)
     assert bad.returncode == 1 and f"FAIL  {doctor.MANIFEST_PRESENT}" in bad.stdout
+
+
+@pytest.mark.parametrize("family", ["chromium", "firefox"])
+def test_manifest_dir_for_an_unlisted_browser(tmp_path: Path, api: str, family: str) -> None:
+    """A fork we do not list (Thorium, LibreWolf, ...): install and doctor take the
+    folder it reads and the family of its manifests."""
+    env = {**os.environ, "FLATTR_HOST_HOME": str(tmp_path / "data"), "FLATTR_API_BASE": api,
+           "FLATTR_EXIT_GRACE_S": "0.5"}
+    env.pop("FLATTR_ALLOWED_EXTENSIONS", None)
+    folder = tmp_path / "fork" / "native-messaging-hosts"
+    cli = [sys.executable, "-m", "flattr_host"]
+    where = ["--manifest-dir", str(folder), "--family", family]
+    done = subprocess.run([*cli, "install", *where], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    body = json.loads((folder / inst.MANIFEST_NAME).read_text())
+    key = "allowed_origins" if family == "chromium" else "allowed_extensions"
+    assert key in body and Path(body["path"]).parent == folder
+    report = subprocess.run([*cli, "doctor", *where, "--timeout", "20"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert f"custom ({folder / inst.MANIFEST_NAME})" in report.stdout
+    assert f"ok    {doctor.HELLO}" in report.stdout
+    gone = subprocess.run([*cli, "uninstall", *where], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert f"removed {folder / inst.MANIFEST_NAME}" in gone.stdout
+    assert not (folder / inst.MANIFEST_NAME).exists()
+    missing = subprocess.run([*cli, "doctor", *where, "--skip-api"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    assert missing.returncode == 1
+    assert f"--manifest-dir {folder} --family {family}" in missing.stdout
+
+
+def test_firefox_manifest_in_the_system_folder_its_build_does_not_read(tmp_path: Path,
+                                                                      api: str) -> None:
+    root = tmp_path / "root"
+    libxul = root / "usr/lib/firefox-esr/libxul.so"
+    libxul.parent.mkdir(parents=True)
+    libxul.write_bytes(b"\0/usr/lib/mozilla\0")  # a build reading /usr/lib/mozilla
+    (root / "usr/lib64").mkdir(parents=True)
+    env = {**os.environ, "FLATTR_HOST_HOME": str(tmp_path / "data"), "FLATTR_API_BASE": api}
+    plat = inst.Platform("linux", tmp_path / "home", env, which=lambda _c: None, root=root,
+                         libxul=("/usr/lib/firefox-esr/libxul.so",))
+    lib64 = root / "usr/lib64/mozilla/native-messaging-hosts"
+    inst.install_at(inst.Location("firefox", "system", lib64), plat, None, None)
+    options = Namespace(browser="firefox", user_data_dir=None, home=None, scope="user",
+                        extension_ids=None, timeout=5.0, skip_api=True)
+    out = io.StringIO()
+    assert not doctor.run(options, plat, env, out)
+    report = out.getvalue()
+    assert failed(report) == [doctor.MANIFEST_PRESENT]
+    assert (f"there is one in {lib64 / inst.MANIFEST_NAME}, but this Firefox build reads only "
+            f"{root / 'usr/lib/mozilla/native-messaging-hosts'}") in report

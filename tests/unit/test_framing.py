@@ -1,4 +1,4 @@
-"""The sans-I/O frame codec: splits, limits and garbage (issue 2)."""
+"""The sans-I/O frame codec: splits, limits and garbage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The real host process, started exactly as Chrome starts it (issue 2).
+"""The real host process, started exactly as Chrome starts it.
 
 The launcher comes from the real installer; argv[1] is the extension origin and the
 working directory is the launcher's folder. Nothing here mocks the host.

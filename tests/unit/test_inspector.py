@@ -1,4 +1,4 @@
-"""Live inspector against a real host process (issue 7): off by default, refuses a
+"""Live inspector against a real host process: off by default, refuses a
 client without the secret or with an Origin header, streams a `flattr` request's
 state change and log records, answers read-only queries, and never sends a token."""
 

@@ -1,4 +1,4 @@
-"""The JSON-lines log: levels, redaction, rotation, stderr (issue 2)."""
+"""The JSON-lines log: levels, redaction, rotation, stderr."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`flattr-host logs`: rotated files in order, pretty or JSON, level filter, follow
-across rotation (issue 7). Records are written by the real Logger."""
+across rotation. Records are written by the real Logger."""
 
 from __future__ import annotations
 

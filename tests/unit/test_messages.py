@@ -1,4 +1,4 @@
-"""Request validation: every type and every rule of docs/protocol.md (issue 2)."""
+"""Request validation: every type and every rule of docs/protocol.md."""
 
 from __future__ import annotations
 

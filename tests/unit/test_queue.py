@@ -1,4 +1,4 @@
-"""Queue items and their transitions, leases and retention (issue 4)."""
+"""Queue items and their transitions, leases and retention."""
 
 from __future__ import annotations
 

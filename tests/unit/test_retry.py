@@ -1,4 +1,4 @@
-"""The retry policy is a pure function of attempt, policy, draw and clock (issue 4)."""
+"""The retry policy is a pure function of attempt, policy, draw and clock."""
 
 from __future__ import annotations
 

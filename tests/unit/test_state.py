@@ -1,4 +1,4 @@
-"""The auth/subscription state machine: legal moves, illegal ones change nothing (issue 2)."""
+"""The auth/subscription state machine: legal moves, illegal ones change nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The I/O edge in-process: oversized replies and state-event de-duplication (issue 2)."""
+"""The I/O edge in-process: oversized replies and state-event de-duplication."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQLite store: WAL, durability settings, permissions, corruption (issue 2)."""
+"""The SQLite store: WAL, durability settings, permissions, corruption."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The submitter thread in-process: housekeeping and sleeping (issue 4)."""
+"""The submitter thread in-process: housekeeping and sleeping."""
 
 from __future__ import annotations
 

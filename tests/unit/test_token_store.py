@@ -1,4 +1,4 @@
-"""The token at rest: encrypted, private, and a broken store means signed out (issue 2)."""
+"""The token at rest: encrypted, private, and a broken store means signed out."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""One module per figure of issue 6; each exposes ``KEY``, ``TITLE`` and ``run``."""
+"""One module per benchmark figure; each exposes ``KEY``, ``TITLE`` and ``run``."""

@@ -1,4 +1,4 @@
-"""Cold start: spawn as Chrome does, time to the ``hello`` reply (issue 6).
+"""Cold start: spawn as Chrome does, time to the ``hello`` reply.
 
 Each sample spawns a new process (argv origin, cwd = launcher folder, stdio
 pipes), writes ``hello`` at once (as Chrome writes the first message right after

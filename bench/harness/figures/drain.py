@@ -1,4 +1,4 @@
-"""Drain: queued URLs delivered to the fake API over real HTTPS, URLs/s (issue 6).
+"""Drain: queued URLs delivered to the fake API over real HTTPS, URLs/s.
 
 Per sample: the fake site (its own process, real TLS with its generated CA, state
 in memory unless ``--fake-site-persistent``: the server's storage is not what is

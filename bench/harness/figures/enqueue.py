@@ -1,4 +1,4 @@
-"""Durable enqueue: URLs/s through ``flattr`` requests vs raw SQLite (issue 6).
+"""Durable enqueue: URLs/s through ``flattr`` requests vs raw SQLite.
 
 The host is started signed out (no token, so nothing is delivered and the queue
 only grows) with a fresh data directory per sample, greeted, then sent
@@ -46,7 +46,7 @@ def host_rate(ctx: Context, batch: int, label: str) -> tuple[float, str]:
             if reply.get("ok") is not True:
                 error = reply.get("error") or {}
                 if n == 0 and error.get("code") == "unknown_type":
-                    raise NotAvailable("host does not know the flattr request yet (issue 2/4)")
+                    raise NotAvailable("host does not know the flattr request yet")
                 raise BenchError(f"flattr request {n} failed: {error!r}")
         elapsed = time.perf_counter() - start
         pending = queue_counts(port.request("get-state")).get("pending")
@@ -54,7 +54,7 @@ def host_rate(ctx: Context, batch: int, label: str) -> tuple[float, str]:
     if pending != len(items):
         note = (
             f"host reports queue.pending={pending!r} after {len(items)} URLs: "
-            "the durable queue (issue 4) has not landed, figure is provisional"
+            "the durable queue has not landed, figure is provisional"
         )
     return len(items) / elapsed, note
 

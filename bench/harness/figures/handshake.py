@@ -64,7 +64,7 @@ def require_browser_parts() -> None:
     if importlib.util.find_spec("playwright") is None:
         raise NotAvailable("playwright is not installed (pip install -e '.[test]')")
     if not (EXTENSION / "background.js").is_file() or not (EXTENSION / "content").is_dir():
-        raise NotAvailable("extension not landed: no background.js / content/ (issue 5)")
+        raise NotAvailable("extension not landed: no background.js / content/")
 
 
 def one_handshake(page: Any, token: str) -> float:

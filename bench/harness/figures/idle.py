@@ -1,4 +1,4 @@
-"""Idle: host CPU time over an idle window with a pending item far ahead (issue 6).
+"""Idle: host CPU time over an idle window with a pending item far ahead.
 
 The host gets a token and one URL; its API base is a closed loopback port, so the
 first delivery attempt fails at once (connection refused) and, with the backoff

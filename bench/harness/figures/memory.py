@@ -1,4 +1,4 @@
-"""Memory: the host's peak RSS after the drain (issue 6).
+"""Memory: the host's peak RSS after the drain.
 
 Read from the drain's host process once everything is delivered, before EOF:
 VmHWM in /proc/PID/status (wait4's ru_maxrss is not used: see Port.peak_rss_kib).

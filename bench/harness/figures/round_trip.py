@@ -1,4 +1,4 @@
-"""Round trip: sequential ``get-state`` requests on one process, messages/s (issue 6).
+"""Round trip: sequential ``get-state`` requests on one process, messages/s.
 
 One process per sample, started and greeted (``hello``) before the clock starts;
 then ``rt_messages`` requests, each sent only after the previous reply arrived,
