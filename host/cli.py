@@ -282,24 +282,38 @@ def _uninstall(options: Any) -> int:
 
 
 def _purge_key(home: Any) -> int:
-    """Remove the data directory's keyring entry (the key file goes with the folder)."""
+    """Remove the data directory's keyring entry (the key file goes with the folder).
+
+    A broken ``config.json`` or store does not stop a purge: the default backend is
+    assumed, and a keyring that cannot be reached is an error only when the store
+    says the key is there.
+    """
+    import os
+
     from flattr_host import config as config_mod
+    from flattr_host.errors import ConfigError
     from flattr_host.keys import KeyUnavailable, remove_keyring_entry
 
-    if not home.exists():
-        return 0
-    config = config_mod.load()
-    if config.key_backend == "file":
+    try:
+        config = config_mod.load()
+        setting, key_home, db_path = config.key_backend, config.home, config.db_path
+    except ConfigError as exc:
+        print(f"config.json cannot be read ({exc}); assuming key_backend auto")
+        setting, key_home, db_path = "auto", str(home), os.path.join(str(home), "host.db")
+    if setting == "file":
         print("key_backend is file: no keyring entry to remove")
         return 0
     try:
-        backend, removed = remove_keyring_entry(config.home)
+        backend, removed = remove_keyring_entry(key_home)
     except KeyUnavailable as exc:
-        if config.key_backend == "keyring" or _recorded_backend(config.db_path) != "file":
+        recorded = _recorded_backend(db_path)
+        if setting == "keyring" or recorded not in ("file", None):
             sys.stderr.write(f"flattr-host: cannot remove the token key from the keyring: "
                              f"{exc}\n")
             return 1
-        print(f"the keyring cannot be reached ({exc}); the host kept its key in the file")
+        why = "the host kept its key in the file" if recorded == "file" else \
+            "the store cannot be read to tell where the key was"
+        print(f"the keyring cannot be reached ({exc}); {why}")
         return 0
     print(f"removed the token key from {backend}" if removed
           else f"no token key in {backend}")
