@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,12 @@ BULK_PATH = "/rest/v2/flattr/bulk"
 #: At most this much of an answer's body is read; the decision needs none of it
 #: (only the status decides, see :func:`classify`).
 MAX_BODY_BYTES = 1 << 20
+
+#: A kept-alive connection idle longer than this is closed and a new one opened:
+#: shorter than the idle timeout of common servers and proxies (60 s and more).
+IDLE_REUSE_S = 20.0
+
+_monotonic = time.monotonic  # tests replace it
 
 
 class NetworkError(FlattrHostError):
@@ -45,8 +52,8 @@ class Response:
 class Decision:
     """What to do with a batch after a response.
 
-    ``kind`` is one of: ``done`` (``outcomes`` maps the URLs the body spoke of to
-    their result; ``note`` says why the body told nothing, if it did not),
+    ``kind`` is one of: ``done`` (``outcomes`` maps positions in the batch to the
+    result the body gave; ``note`` says what the body did not tell, if anything),
     ``retry`` (``retry_after`` may hold a server-requested time), ``fail``,
     ``unauthorized``, ``payment_required``, ``rate_limited`` (``retry_after`` holds the
     reset time).
@@ -54,7 +61,7 @@ class Decision:
 
     kind: str
     reason: str
-    outcomes: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[int, str] = field(default_factory=dict)
     retry_after: float | None = None
     note: str | None = None
 
@@ -170,13 +177,15 @@ def _error_code(body: bytes) -> str | None:
 _OUTCOME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def read_outcomes(body: bytes, urls: list[str]) -> tuple[dict[str, str], str | None]:
+def read_outcomes(body: bytes, urls: list[str]) -> tuple[dict[int, str], str | None]:
     """Per-URL outcomes from the fake site's documented body, and a note if there are none.
 
-    The body is ``{"results": [{"url", "status"}, ...]}`` (docs/fake-site.md); every
-    result naming a URL of the batch with a plain status word counts, the others
-    are ignored. Returns ({}, why) when the body says nothing we understand: the
-    batch is delivered all the same.
+    The body is ``{"results": [{"url", "status"}, ...]}`` in input order
+    (docs/fake-site.md). Each result naming a URL of the batch with a plain status
+    word settles the first position of that URL not yet settled (so a URL sent
+    twice gets ``ok`` then ``flattr_once``); other results are ignored. Returns
+    outcomes keyed by position in ``urls``, or ({}, why) when the body says nothing
+    we understand: the batch is delivered all the same.
     """
     if not body.strip():
         return {}, "empty body"
@@ -187,18 +196,20 @@ def read_outcomes(body: bytes, urls: list[str]) -> tuple[dict[str, str], str | N
     results = value.get("results") if isinstance(value, dict) else None
     if not isinstance(results, list):
         return {}, f"JSON {type(value).__name__} without a results list"
-    sent = set(urls)
-    outcomes: dict[str, str] = {}
+    positions: dict[str, list[int]] = {}
+    for index, url in enumerate(urls):
+        positions.setdefault(url, []).append(index)
+    outcomes: dict[int, str] = {}
     for result in results:
         if not isinstance(result, dict):
             continue
-        url, status = result.get("url"), result.get("status")
-        if isinstance(url, str) and url in sent and isinstance(status, str) \
-                and _OUTCOME.fullmatch(status):
-            outcomes[url] = status
+        named, status = result.get("url"), result.get("status")
+        free = positions.get(named) if isinstance(named, str) else None
+        if free and isinstance(status, str) and _OUTCOME.fullmatch(status):
+            outcomes[free.pop(0)] = status
     if not outcomes:
         return {}, "results name no URL of the batch with a status"
-    missing = len(sent - outcomes.keys())
+    missing = len(urls) - len(outcomes)
     return outcomes, f"results say nothing of {missing} URLs" if missing else None
 
 
@@ -219,6 +230,7 @@ class ApiClient:
         self._timeout = timeout_s
         self._conn: http.client.HTTPConnection | None = None
         self._context: ssl.SSLContext | None = None
+        self._last_used = 0.0
 
     def _connection(self) -> http.client.HTTPConnection:
         import http.client
@@ -252,6 +264,10 @@ class ApiClient:
         return self._request("POST", self._prefix + BULK_PATH, body, headers)
 
     def _request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        if self._conn is not None and _monotonic() - self._last_used > IDLE_REUSE_S:
+            # Servers close idle keep-alive connections after their own timeout,
+            # often silently; a POST on such a socket fails and costs a backoff.
+            self.close()
         conn = self._connection()
         try:
             conn.request(method, path, body=body, headers=headers)
@@ -261,6 +277,7 @@ class ApiClient:
                                 data[:MAX_BODY_BYTES])
             if raw.will_close or len(data) > MAX_BODY_BYTES:
                 self.close()  # the rest of an oversized body is never read
+            self._last_used = _monotonic()
             return response
         except Exception as exc:  # http.client raises many kinds; all mean "no answer"
             self.close()

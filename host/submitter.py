@@ -265,8 +265,8 @@ class Submitter:
                 # are delivered; the body just did not say more than that.
                 self._log.debug("bulk answer body not understood; batch delivered",
                                 note=decision.note, reason=decision.reason)
-            outcomes = {item.id: decision.outcomes.get(item.url, ACCEPTED)
-                        for item in batch.items}
+            outcomes = {item.id: decision.outcomes.get(index, ACCEPTED)
+                        for index, item in enumerate(batch.items)}
             settled = queue.complete(batch, outcomes, now)
             self._log.info("batch delivered", items=settled,
                            outcome_counts=_count(outcomes.values()))

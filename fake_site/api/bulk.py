@@ -1,7 +1,7 @@
 """``POST /rest/v2/flattr/bulk``: the endpoint the extension and the host submit to.
 
-Upstream never documented its answer (../shared/REFERENCE.md); this fake fixes
-the contract, documented in docs/fake-site.md:
+Upstream never documented its answer; this fake fixes a contract, documented in
+docs/fake-site.md (with what the host must not take from it):
 
 - ``Authorization: Bearer <token>`` with scope ``flattr``; a missing, unknown or
   revoked token -> ``401 unauthorized``.

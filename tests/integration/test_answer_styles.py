@@ -157,3 +157,19 @@ def test_an_oversized_success_body_is_not_read_whole(delivery: Delivery) -> None
     delivery.site.script("POST", BULK, [{"status": 200, "body": "x" * (3 << 20)}])
     deliver(delivery, [url, url + "/2"])
     assert Counter(delivery.sent_urls()) == Counter([url, url + "/2"])
+
+
+@pytest.mark.parametrize(("style", "words"), [("documented", ["ok", "flattr_once"]),
+                                              ("message", ["accepted", "accepted"])])
+def test_queue_list_shows_what_the_server_said(delivery: Delivery, style: str,
+                                               words: list[str]) -> None:
+    import subprocess
+
+    delivery.site.configure(bulk_answer=style)
+    url = "https://blog.example/twice"
+    deliver(delivery, [url, url])  # the second is a repeat: "flattr_once" if told
+    env = {"FLATTR_HOST_HOME": str(delivery.home), "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run([str(delivery.launcher), "queue", "list"], env=env,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [line.rsplit("[", 1)[1].rstrip("]") for line in listed] == words
+    assert all(url in line and " done " in line for line in listed)

@@ -54,7 +54,7 @@ def ok_body() -> dict[str, object]:
 def test_success_records_per_url_outcomes() -> None:
     decision = classify(response(200, ok_body()), URLS, 0.0)
     assert decision.kind == "done" and decision.note is None
-    assert decision.outcomes == {URLS[0]: "ok", URLS[1]: "flattr_once"}
+    assert decision.outcomes == {0: "ok", 1: "flattr_once"}
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 203, 204, 206, 299])
@@ -71,8 +71,16 @@ def test_documented_body_in_another_order_or_partial_still_counts() -> None:
     body = {"results": [{"url": URLS[1], "status": "flattr_owner"}, {"url": "x", "status": "ok"}]}
     decision = classify(response(201, body), URLS, 0.0)
     assert decision.kind == "done"
-    assert decision.outcomes == {URLS[1]: "flattr_owner"}
+    assert decision.outcomes == {1: "flattr_owner"}
     assert decision.note == "results say nothing of 1 URLs"
+
+
+def test_a_url_sent_twice_gets_each_result_in_order() -> None:
+    urls = [URLS[0], URLS[1], URLS[0]]
+    body = {"results": [{"url": URLS[0], "status": "ok"}, {"url": URLS[1], "status": "ok"},
+                        {"url": URLS[0], "status": "flattr_once"}]}
+    outcomes, note = read_outcomes(json.dumps(body).encode(), urls)
+    assert outcomes == {0: "ok", 1: "ok", 2: "flattr_once"} and note is None
 
 
 def test_outcome_words_are_plain_and_short() -> None:
@@ -197,3 +205,47 @@ def test_other_client_errors_fail_with_the_reason(status: int) -> None:
 def test_error_codes_are_plain_words_only() -> None:
     decision = classify(response(400, {"error": "bad\n\x1b[31m" + "x" * 100}), URLS, 0)
     assert decision.reason == "http 400"
+
+
+def test_idle_keep_alive_connection_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection idle past IDLE_REUSE_S is not reused (servers drop them silently)."""
+    import http.server
+    import threading
+
+    from flattr_host import api
+
+    connections: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def setup(self) -> None:
+            connections.append(1)
+            super().setup()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clock = [100.0]
+    monkeypatch.setattr(api, "_monotonic", lambda: clock[0])
+    client = api.ApiClient(f"http://127.0.0.1:{server.server_address[1]}", None, 5.0)
+    try:
+        for _ in range(3):
+            assert client.post_bulk("t", URLS).status == 200
+            clock[0] += api.IDLE_REUSE_S / 2
+        assert len(connections) == 1  # reused while fresh
+        clock[0] += api.IDLE_REUSE_S
+        assert client.post_bulk("t", URLS).status == 200
+        assert len(connections) == 2
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
