@@ -48,7 +48,7 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict
         next_at = snapshot.rate_limited_until
     else:
         next_at = counts["next_attempt_at"]
-    return {
+    state: dict[str, Any] = {
         "authenticated": snapshot.auth.value == "signed_in",
         "subscription": {"active": snapshot.subscription.value == "active"},
         "queue": {
@@ -61,6 +61,10 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
     }
+    if counts.get("outcomes"):
+        # Only once something was delivered: what the server said per item.
+        state["queue"]["outcomes"] = counts["outcomes"]
+    return state
 
 
 class Service:

@@ -10,6 +10,14 @@ const PAUSE_TEXT = {
   rate_limited: "yes: rate limited",
 };
 
+// What the API said of delivered items, when it said more than "accepted"
+// (docs/protocol.md#bulk-answers); "ok" and "accepted" need no note.
+const OUTCOME_TEXT = {
+  flattr_once: "already flattred",
+  flattr_owner: "your own",
+  invalid_url: "not a flattrable URL",
+};
+
 let current = null; // last status snapshot from the worker
 
 function showMessage(text, kind = "info") {
@@ -21,6 +29,15 @@ function showMessage(text, kind = "info") {
 
 function count(value) {
   return Number.isSafeInteger(value) && value >= 0 ? String(value) : "0";
+}
+
+function deliveredText(queue) {
+  const outcomes = queue.outcomes && typeof queue.outcomes === "object" ? queue.outcomes : {};
+  const notes = Object.keys(outcomes)
+    .filter((word) => word !== "ok" && word !== "accepted" && Number.isSafeInteger(outcomes[word]))
+    .sort()
+    .map((word) => `${count(outcomes[word])} ${OUTCOME_TEXT[word] || word.slice(0, 64)}`);
+  return count(queue.done) + (notes.length ? ` (${notes.join(", ")})` : "");
 }
 
 function render(status) {
@@ -52,6 +69,7 @@ function render(status) {
   $("queue-pending").textContent = count(queue.pending);
   $("queue-inflight").textContent = count(queue.inFlight);
   $("queue-failed").textContent = count(queue.failed);
+  $("queue-done").textContent = deliveredText(queue);
   const paused = typeof queue.paused === "string" ? queue.paused : "";
   $("queue-paused").textContent = paused ? PAUSE_TEXT[paused] || `yes: ${paused}` : "no";
   $("queue-paused").dataset.paused = paused;

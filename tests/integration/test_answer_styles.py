@@ -21,7 +21,7 @@ BULK = "/rest/v2/flattr/bulk"
 N = 12
 
 
-def deliver(delivery: Delivery, urls: list[str], **env: str) -> None:
+def deliver(delivery: Delivery, urls: list[str], **env: str) -> dict[str, object]:
     host = delivery.start(FLATTR_BATCH_MAX="5", **env)
     assert host.request("flattr", urls=urls)["result"] == {"queued": len(urls)}
     final = host.wait_event(drained(len(urls)), timeout=30)["state"]["queue"]
@@ -29,6 +29,7 @@ def deliver(delivery: Delivery, urls: list[str], **env: str) -> None:
     # A host started later on the same store sees the same settled queue.
     later = delivery.start(sign_in=False).request("get-state")["result"]["queue"]
     assert (later["pending"], later["inFlight"], later["done"]) == (0, 0, len(urls))
+    return dict(later)
 
 
 @pytest.mark.parametrize("style", sorted(STYLES))
@@ -36,13 +37,14 @@ def test_every_answer_style_delivers_each_url_exactly_once(delivery: Delivery,
                                                            style: str) -> None:
     delivery.site.configure(bulk_answer=style)
     urls = [f"https://styles.example/{style}/{i}" for i in range(N)]
-    deliver(delivery, urls)
+    queue = deliver(delivery, urls)
     assert Counter(delivery.sent_urls()) == Counter(urls)  # once each, nothing more
     assert len(delivery.bulk_requests()) == 3  # 5 + 5 + 2
     rows = delivery.rows()
     assert [r[:2] for r in rows] == [(url, "done") for url in urls]
     expected = "ok" if style == "documented" else "accepted"
     assert {r[2] for r in rows} == {expected}
+    assert queue["outcomes"] == {expected: N}
     log = (delivery.home / "logs" / "host.log").read_text().splitlines()
     not_understood = [json.loads(line) for line in log
                       if json.loads(line)["msg"].startswith("bulk answer body not understood")]
