@@ -275,8 +275,11 @@ class ApiClient:
             data = raw.read(MAX_BODY_BYTES + 1)
             response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()},
                                 data[:MAX_BODY_BYTES])
-            if raw.will_close or len(data) > MAX_BODY_BYTES:
-                self.close()  # the rest of an oversized body is never read
+            if raw.will_close or len(data) > MAX_BODY_BYTES or raw.status < 200:
+                # The rest of an oversized body is never read, and after an
+                # informational status the real answer may still follow: neither
+                # connection may carry the next request (it would read them).
+                self.close()
             self._last_used = _monotonic()
             return response
         except Exception as exc:  # http.client raises many kinds; all mean "no answer"

@@ -249,3 +249,45 @@ def test_idle_keep_alive_connection_is_replaced(monkeypatch: pytest.MonkeyPatch)
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_after_an_informational_answer_the_connection_is_not_reused() -> None:
+    """A 103 then the real 200 on one socket: the 200 must not answer the next request."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    answers = [b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+               b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"]
+    connections: list[int] = []
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = listener.accept()
+            connections.append(1)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            conn.sendall(answer)  # left open: only the client may decide not to reuse it
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    from flattr_host.api import ApiClient
+
+    client = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", None, 5.0)
+    try:
+        first = client.post_bulk("t", URLS)
+        assert first.status == 103
+        assert classify(first, URLS, 0).kind == "retry"
+        assert client.post_bulk("t", URLS).status == 503  # its own answer, not the 200
+        assert len(connections) == 2
+    finally:
+        client.close()
+        listener.close()
