@@ -98,7 +98,10 @@ class PaymentRequired(Value):
 
 
 class RateLimited(Value):
-    """The API answered 403 ``rate_limit_exceeded``; paused until ``until`` (epoch s)."""
+    """The API refused for the rate limit (docs/protocol.md#bulk-answers).
+
+    Paused until ``until`` (epoch s).
+    """
 
     __slots__ = ("until",)
     until: float
