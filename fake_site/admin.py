@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .api.bulk import STYLES as BULK_STYLES
 from .context import SiteContext
 from .journal import ScriptError, parse_step
 from .store import StoreError
@@ -272,7 +273,7 @@ class Admin:
         return _json({"attempts": attempts, "timed_out": timed_out})
 
     async def config(self, request: web.Request) -> web.Response:
-        """POST config {rate_limit?, webhook_retry_delays?, code_lifetime?}."""
+        """POST config {rate_limit?, webhook_retry_delays?, code_lifetime?, bulk_answer?}."""
         body = await _body(request)
         if "rate_limit" in body:
             self.ctx.limiter.limit = int(_float(body["rate_limit"], "rate_limit", 0, 0, 1e9))
@@ -285,9 +286,16 @@ class Admin:
             )
         if "code_lifetime" in body:
             self.ctx.code_lifetime = _float(body["code_lifetime"], "code_lifetime", 60, 0, 86400)
+        if "bulk_answer" in body:
+            style = body["bulk_answer"]
+            if style not in BULK_STYLES:
+                raise AdminError(400, "bad_value", f"bulk_answer must be one of "
+                                 f"{', '.join(BULK_STYLES)}, got {style!r}")
+            self.ctx.bulk_answer = style
         return _json({"rate_limit": self.ctx.limiter.limit,
                       "webhook_retry_delays": list(self.ctx.webhooks.retry_delays),
-                      "code_lifetime": self.ctx.code_lifetime})
+                      "code_lifetime": self.ctx.code_lifetime,
+                      "bulk_answer": self.ctx.bulk_answer})
 
     async def clock(self, request: web.Request) -> web.Response:
         """POST clock {advance: seconds}: move the server's clock forward."""

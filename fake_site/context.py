@@ -55,6 +55,8 @@ class SiteContext:
     clock: Clock = field(default_factory=Clock)
     endpoints: Endpoints = field(default_factory=Endpoints)
     code_lifetime: float = DEFAULT_CODE_LIFETIME
+    #: How ``POST /rest/v2/flattr/bulk`` answers a success (``api/bulk.py``, STYLES).
+    bulk_answer: str = "documented"
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.clock.now)
@@ -92,6 +94,7 @@ class SiteContext:
         self.clock.reset()
         self.domains.reset()
         self.code_lifetime = DEFAULT_CODE_LIFETIME
+        self.bulk_answer = "documented"
         self.limiter.limit = DEFAULT_LIMIT
         self.webhooks.retry_delays = DEFAULT_RETRY_DELAYS
         if self.seeded:

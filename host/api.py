@@ -12,6 +12,8 @@ tested without a network.
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
     from flattr_host.proxy import Proxy
 
 BULK_PATH = "/rest/v2/flattr/bulk"
+
+#: At most this much of an answer's body is read; the decision needs none of it
+#: (only the status decides, see :func:`classify`).
+MAX_BODY_BYTES = 1 << 20
+
+#: A kept-alive connection idle longer than this is closed and a new one opened:
+#: shorter than the idle timeout of common servers and proxies (60 s and more).
+IDLE_REUSE_S = 20.0
+
+_monotonic = time.monotonic  # tests replace it
 
 
 class NetworkError(FlattrHostError):
@@ -43,7 +55,8 @@ class Response:
 class Decision:
     """What to do with a batch after a response.
 
-    ``kind`` is one of: ``done`` (``outcomes`` maps each URL to its result),
+    ``kind`` is one of: ``done`` (``outcomes`` maps positions in the batch to the
+    result the body gave; ``note`` says what the body did not tell, if anything),
     ``retry`` (``retry_after`` may hold a server-requested time), ``fail``,
     ``unauthorized``, ``payment_required``, ``rate_limited`` (``retry_after`` holds the
     reset time).
@@ -51,64 +64,156 @@ class Decision:
 
     kind: str
     reason: str
-    outcomes: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[int, str] = field(default_factory=dict)
     retry_after: float | None = None
+    note: str | None = None
+
+
+#: The outcome of an item in a batch the server accepted without saying more.
+ACCEPTED = "accepted"
+
+#: A rate-limit pause without a usable reset time: the documented window is one
+#: hour (document 002), so waiting that long can never be too short.
+RATE_LIMIT_WINDOW_S = 3600.0
+
+#: A reset time already past still pauses this long, so that a wrong header or a
+#: clock ahead of the server's cannot turn a rate limit into a loop of refusals.
+RATE_LIMIT_MIN_S = 60.0
+
+#: The longest wait a ``Retry-After`` may ask for; later means the header is wrong
+#: (pending items still expire on their own schedule).
+RETRY_AFTER_MAX_S = 86400.0
 
 
 def classify(response: Response, urls: list[str], now: float) -> Decision:
-    """Decide what a bulk response means (document 000 and docs/fake-site.md)."""
+    """Decide what a bulk response means: the table in docs/protocol.md#bulk-answers.
+
+    Only the status decides; a body is read for details (per-URL outcomes, an
+    error code) and never turns an answer into another kind, since no document
+    shows the bulk endpoint's bodies (docs/fake-site.md).
+    """
     status = response.status
     if 200 <= status < 300:
-        outcomes = _parse_outcomes(response.body, urls)
-        if outcomes is None:
-            return Decision("retry", f"unreadable {status} response body")
-        return Decision("done", f"http {status}", outcomes)
+        # Any 2xx: the batch was accepted. Sending it again could flattr twice.
+        outcomes, note = read_outcomes(response.body, urls)
+        return Decision("done", f"http {status}", outcomes, note=note)
     if status == 401:
         return Decision("unauthorized", "http 401")
     if status == 402:
         return Decision("payment_required", "http 402")
-    if status == 403 and _error_code(response.body) == "rate_limit_exceeded":
-        reset = response.headers.get("x-ratelimit-reset", "")
-        until = float(reset) if reset.isdigit() else now + 3600.0
-        return Decision("rate_limited", "http 403 rate_limit_exceeded", retry_after=until)
-    if status in RETRYABLE_STATUSES or status >= 500 or status < 400:
-        # Document 000's list, plus any other server error or an unexpected status:
-        # retrying can only cost a duplicate, giving up would lose the flattr.
-        from flattr_host.retry import parse_retry_after
-
-        return Decision("retry", f"http {status}",
-                        retry_after=parse_retry_after(response.headers.get("retry-after"), now))
     code = _error_code(response.body)
-    return Decision("fail", f"http {status}" + (f" {code}" if code else ""))
+    if _is_rate_limit(status, code, response.headers):
+        reason = f"http {status}" + (f" {code}" if code else "")
+        return Decision("rate_limited", reason, retry_after=_rate_limit_until(response, now))
+    if 300 <= status < 400:
+        # Never followed (http.client does not, and the token must not reach
+        # another host); the server did not take the batch, so it waits and is
+        # sent again to the configured API, until it expires.
+        return Decision("retry", f"http {status} redirect not followed",
+                        retry_after=_retry_after(response, now))
+    if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
+        return Decision("fail", f"http {status}" + (f" {code}" if code else ""))
+    # Document 000's list, any other server error, and statuses outside 100-599:
+    # retrying can only cost a duplicate, giving up would lose the flattr.
+    return Decision("retry", f"http {status}", retry_after=_retry_after(response, now))
+
+
+def _retry_after(response: Response, now: float) -> float | None:
+    from flattr_host.retry import parse_retry_after
+
+    at = parse_retry_after(response.headers.get("retry-after"), now)
+    return None if at is None else min(at, now + RETRY_AFTER_MAX_S)
+
+
+def _is_rate_limit(status: int, code: str | None, headers: dict[str, str]) -> bool:
+    """A documented 403 ``rate_limit_exceeded``, or what else can only mean one.
+
+    429 is HTTP's own "too many requests"; a 403 with ``X-RateLimit-Remaining: 0``
+    is the documented refusal with a body we cannot read (document 002 sends the
+    headers on every rate-limited answer).
+    """
+    if status == 429:
+        return True
+    if status != 403:
+        return False
+    if code is not None:
+        return code == "rate_limit_exceeded"
+    return headers.get("x-ratelimit-remaining", "").strip() == "0"
+
+
+def _rate_limit_until(response: Response, now: float) -> float:
+    """When the pause ends: ``X-RateLimit-Reset``, else ``Retry-After``, else an hour.
+
+    Document 002 says the reset is a Unix timestamp; a small number is read as
+    seconds from now (some services send that), anything unreadable is ignored.
+    A time already past pauses ``RATE_LIMIT_MIN_S``; no pause is longer than a
+    window and that minimum.
+    """
+    until: float | None = None
+    reset = response.headers.get("x-ratelimit-reset", "").strip()
+    try:
+        value = float(reset)
+    except ValueError:
+        value = float("nan")
+    if value == value and value >= 0 and value != float("inf"):  # not NaN nor inf
+        until = value if value >= 1e9 else now + value
+    if until is None:
+        until = _retry_after(response, now)
+    if until is None:
+        until = now + RATE_LIMIT_WINDOW_S
+    if until <= now:
+        # Already past by our clock (or a clock ahead of the server's): still wait.
+        until = now + RATE_LIMIT_MIN_S
+    return min(until, now + RATE_LIMIT_WINDOW_S + RATE_LIMIT_MIN_S)
 
 
 def _error_code(body: bytes) -> str | None:
+    """The ``error`` of a documented error body (document 002), or None."""
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     code = value.get("error") if isinstance(value, dict) else None
-    return code if isinstance(code, str) and len(code) <= 64 else None
+    return code if isinstance(code, str) and _OUTCOME.fullmatch(code) else None
 
 
-def _parse_outcomes(body: bytes, urls: list[str]) -> dict[str, str] | None:
-    """Per-URL statuses from ``{"results": [{"url", "status"}, ...]}``; None if garbage."""
+_OUTCOME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def read_outcomes(body: bytes, urls: list[str]) -> tuple[dict[int, str], str | None]:
+    """Per-URL outcomes from the fake site's documented body, and a note if there are none.
+
+    The body is ``{"results": [{"url", "status"}, ...]}`` in input order
+    (docs/fake-site.md). Each result naming a URL of the batch with a plain status
+    word settles the first position of that URL not yet settled (so a URL sent
+    twice gets ``ok`` then ``flattr_once``); other results are ignored. Returns
+    outcomes keyed by position in ``urls``, or ({}, why) when the body says nothing
+    we understand: the batch is delivered all the same.
+    """
+    if not body.strip():
+        return {}, "empty body"
     try:
         value = json.loads(body)
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return {}, "body is not JSON"
     results = value.get("results") if isinstance(value, dict) else None
-    if not isinstance(results, list) or len(results) != len(urls):
-        return None
-    outcomes: dict[str, str] = {}
-    for sent, result in zip(urls, results, strict=True):
+    if not isinstance(results, list):
+        return {}, f"JSON {type(value).__name__} without a results list"
+    positions: dict[str, list[int]] = {}
+    for index, url in enumerate(urls):
+        positions.setdefault(url, []).append(index)
+    outcomes: dict[int, str] = {}
+    for result in results:
         if not isinstance(result, dict):
-            return None
-        status = result.get("status")
-        if not isinstance(status, str) or result.get("url") != sent:
-            return None
-        outcomes[sent] = status[:64]
-    return outcomes
+            continue
+        named, status = result.get("url"), result.get("status")
+        free = positions.get(named) if isinstance(named, str) else None
+        if free and isinstance(status, str) and _OUTCOME.fullmatch(status):
+            outcomes[free.pop(0)] = status
+    if not outcomes:
+        return {}, "results name no URL of the batch with a status"
+    missing = len(urls) - len(outcomes)
+    return outcomes, f"results say nothing of {missing} URLs" if missing else None
 
 
 class ApiClient:
@@ -133,6 +238,7 @@ class ApiClient:
         self._conn: http.client.HTTPConnection | None = None
         self._context: ssl.SSLContext | None = None
         self._environ = environ
+        self._last_used = 0.0
 
     @property
     def proxy(self) -> Proxy | None:
@@ -189,14 +295,23 @@ class ApiClient:
         return self._request("POST", self._prefix + BULK_PATH, body, headers)
 
     def _request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        if self._conn is not None and _monotonic() - self._last_used > IDLE_REUSE_S:
+            # Servers close idle keep-alive connections after their own timeout,
+            # often silently; a POST on such a socket fails and costs a backoff.
+            self.close()
         conn = self._connection()
         try:
             conn.request(method, path, body=body, headers=headers)
             raw = conn.getresponse()
-            data = raw.read()
-            response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
-            if raw.will_close:
+            data = raw.read(MAX_BODY_BYTES + 1)
+            response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()},
+                                data[:MAX_BODY_BYTES])
+            if raw.will_close or len(data) > MAX_BODY_BYTES or raw.status < 200:
+                # The rest of an oversized body is never read, and after an
+                # informational status the real answer may still follow: neither
+                # connection may carry the next request (it would read them).
                 self.close()
+            self._last_used = _monotonic()
             return response
         except Exception as exc:  # http.client raises many kinds; all mean "no answer"
             self.close()

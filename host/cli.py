@@ -423,6 +423,10 @@ def _queue_list(options: Any) -> int:
     for item in items:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))
         extra = f"  ({item['reason']})" if item["reason"] else ""
+        if item["status"] == "done" and item["outcome"]:
+            # The server's word for each URL when it gave one (flattr_once, ...),
+            # "accepted" when it only said the batch was taken (docs/protocol.md).
+            extra = f"  [{item['outcome']}]{extra}"
         print(f"{item['id']:>6}  {item['status']:<9}  {when}  {item['url']}{extra}")
     return 0
 

@@ -113,6 +113,45 @@ def insert_pending(conn: sqlite3.Connection, urls: Iterable[str], now: float) ->
     return len(rows)
 
 
+#: kv key of the done items' counts per outcome (JSON object), kept by
+#: Queue.complete and Queue.prune in their transactions, so the State costs no scan.
+OUTCOMES_KEY = "queue_outcomes"
+
+
+def _outcome_counts(conn: sqlite3.Connection, scan: bool) -> dict[str, int]:
+    """Done items per outcome (``ok``, ``flattr_once``, ..., ``accepted``).
+
+    Read from kv; when it is missing or unreadable (a store from before it was
+    kept) and ``scan`` is set, counted from the queue instead (inside the caller's
+    write transaction, which then writes it back).
+    """
+    row = conn.execute("SELECT value FROM kv WHERE key = ?", (OUTCOMES_KEY,)).fetchone()
+    if row is not None:
+        import json
+
+        try:
+            value = json.loads(row[0])
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and all(isinstance(k, str) and type(v) is int
+                                           for k, v in value.items()):
+            return value
+    if not scan:
+        return {}
+    return {str(outcome): int(n) for outcome, n in conn.execute(
+        "SELECT outcome, COUNT(*) FROM queue WHERE status = ? AND outcome IS NOT NULL "
+        "GROUP BY outcome", (DONE,))}
+
+
+def _write_outcome_counts(conn: sqlite3.Connection, tally: dict[str, int]) -> None:
+    import json
+
+    kept = {outcome: n for outcome, n in sorted(tally.items()) if n > 0}
+    conn.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (OUTCOMES_KEY, json.dumps(kept)))
+
+
 class Queue:
     """Queue operations on one store connection; each public method is one transaction."""
 
@@ -125,7 +164,8 @@ class Queue:
             return insert_pending(conn, urls, now)
 
     def counts(self) -> dict[str, Any]:
-        """Counts per status and the earliest pending due time (epoch s or None)."""
+        """Counts per status, the earliest pending due time (epoch s or None), and
+        ``outcomes``: done items per outcome word (see :func:`_outcome_counts`)."""
         with self._store.read() as conn:
             counts = dict.fromkeys(STATUSES, 0)
             # Kept by triggers (store migration 2): no scan of the queue.
@@ -133,7 +173,8 @@ class Queue:
             row = conn.execute(
                 "SELECT MIN(next_attempt_at) FROM queue WHERE status = ?", (PENDING,)
             ).fetchone()
-        return {**counts, "next_attempt_at": row[0]}
+            outcomes = _outcome_counts(conn, scan=False)
+        return {**counts, "next_attempt_at": row[0], "outcomes": outcomes}
 
     def next_due(self, now: float) -> float | None:
         """When something may next be claimed: a pending item or an expiring lease."""
@@ -205,10 +246,14 @@ class Queue:
         """Mark the held items done with their per-URL outcome; returns how many."""
         with self._store.write() as conn:
             held = self._held(conn, batch)
+            tally = _outcome_counts(conn, scan=True)
             for item_id in held:
+                outcome = outcomes.get(item_id, "unknown")
                 _move(conn, [item_id], IN_FLIGHT, DONE, owner=batch.owner,
-                      outcome=outcomes.get(item_id, "unknown"), lease_owner=None,
+                      outcome=outcome, lease_owner=None,
                       lease_expires_at=None, updated_at=now, reason=None)
+                tally[outcome] = tally.get(outcome, 0) + 1
+            _write_outcome_counts(conn, tally)
         return len(held)
 
     def fail(self, batch: Batch, reason: str, now: float) -> int:
@@ -255,10 +300,18 @@ class Queue:
         Returns (pruned done, expired pending).
         """
         with self._store.write() as conn:
+            tally = _outcome_counts(conn, scan=True)
+            for outcome, n in conn.execute(
+                "SELECT outcome, COUNT(*) FROM queue WHERE status = ? AND updated_at < ? "
+                "AND outcome IS NOT NULL GROUP BY outcome", (DONE, now - done_retention_s),
+            ).fetchall():
+                tally[outcome] = tally.get(outcome, 0) - n
             pruned = conn.execute(
                 "DELETE FROM queue WHERE status = ? AND updated_at < ?",
                 (DONE, now - done_retention_s),
             ).rowcount
+            if pruned:
+                _write_outcome_counts(conn, tally)
             ids = [
                 row[0]
                 for row in conn.execute(

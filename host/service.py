@@ -36,9 +36,6 @@ _READ_ONLY = (m.GetState, m.Hello)
 BUSY_MESSAGE = ("the store is busy: another flattr-host process holds its write lock; "
                 "nothing was changed, try again")
 
-#: How long a cached state is trusted without asking SQLite whether anything changed.
-RECHECK_S = 0.05
-
 
 def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
     """The protocol's State object (docs/protocol.md#state), read from the store."""
@@ -57,7 +54,7 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
         next_at = snapshot.rate_limited_until
     else:
         next_at = counts["next_attempt_at"]
-    return {
+    state: dict[str, Any] = {
         "authenticated": snapshot.auth.value == "signed_in",
         "subscription": {"active": snapshot.subscription.value == "active"},
         "queue": {
@@ -71,6 +68,10 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
         },
         "key": key or {"backend": None, "reason": None},
     }
+    if counts.get("outcomes"):
+        # Only once something was delivered: what the server said per item.
+        state["queue"]["outcomes"] = counts["outcomes"]
+    return state
 
 
 class Service:
@@ -92,7 +93,6 @@ class Service:
         self._clock = clock
         self._store = store
         self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any]] | None = None
-        self._checked_at = 0.0
         self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
         self.tokens = TokenStore(store, config.key_path, log, config.key_backend)
         self.states = StateStore(store, self.tokens)
@@ -122,22 +122,19 @@ class Service:
         """The current State, re-read only when the store changed.
 
         ``PRAGMA data_version`` changes when another connection (the submitter
-        thread, another host process) commits; this connection's own writes are
-        handled by dropping the cache in :meth:`handle`. A ``get-state`` then costs
-        one pragma instead of four queries (docs/performance.md, round trip), and
-        within ``RECHECK_S`` of the last check not even that: a change by another
-        process shows within 50 ms, one by this process's submitter at once
-        (:meth:`invalidate`).
+        thread, another host process) has committed since this connection last
+        looked; this connection's own writes are handled by dropping the cache in
+        :meth:`handle`. So every answer reflects every committed write, and a
+        ``get-state`` costs one pragma instead of four queries (docs/performance.md,
+        round trip).
         """
         now = self._clock()
         cached = self._cached
-        if cached is None or now - self._checked_at > RECHECK_S or now < self._checked_at:
-            version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
-            self._checked_at = now
-            if cached is None or cached[0] != version:
-                cached = self._cached = (version, self.states.read(), self.queue.counts(),
-                                         self.tokens.location())
-                self._rendered = None
+        version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
+        if cached is None or cached[0] != version:
+            cached = self._cached = (version, self.states.read(), self.queue.counts(),
+                                     self.tokens.location())
+            self._rendered = None
         snapshot = cached[1]
         if snapshot.rate_limited_until is not None and now < snapshot.rate_limited_until:
             return render_state(snapshot, cached[2], now, cached[3])  # pause depends on time

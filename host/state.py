@@ -7,7 +7,8 @@ and changes nothing. :class:`StateStore` keeps the snapshot in the SQLite store.
 
 Document 000 drives the rules: the page's ``flattr-token`` signs in (and may carry
 the subscription), ``flattr-subscription`` sets it, a 401 from the API removes the
-token, a 402 deactivates the subscription. A 403 ``rate_limit_exceeded`` (document
+token, a 402 deactivates the subscription. A stored token that cannot be decrypted
+signs out the same way a 401 does. A 403 ``rate_limit_exceeded`` (document
 002) pauses delivery until the reset time.
 """
 
@@ -77,6 +78,12 @@ class Unauthorized(Value):
     __slots__ = ()
 
 
+class TokenUnusable(Value):
+    """The stored token cannot be decrypted (tampered row, replaced key): signed out."""
+
+    __slots__ = ()
+
+
 class SubscriptionSet(Value):
     """The page said the subscription changed (``flattr-subscription``)."""
 
@@ -91,13 +98,17 @@ class PaymentRequired(Value):
 
 
 class RateLimited(Value):
-    """The API answered 403 ``rate_limit_exceeded``; paused until ``until`` (epoch s)."""
+    """The API refused for the rate limit (docs/protocol.md#bulk-answers).
+
+    Paused until ``until`` (epoch s).
+    """
 
     __slots__ = ("until",)
     until: float
 
 
-Event = TokenStored | SignedOut | Unauthorized | SubscriptionSet | PaymentRequired | RateLimited
+Event = (TokenStored | SignedOut | Unauthorized | TokenUnusable | SubscriptionSet
+         | PaymentRequired | RateLimited)
 
 
 def transition(state: Snapshot, event: Event) -> Snapshot:
@@ -114,11 +125,11 @@ def transition(state: Snapshot, event: Event) -> Snapshot:
         return state.replace(
             subscription=Subscription.ACTIVE if event.active else Subscription.INACTIVE
         )
-    # The remaining events are answers to requests made with a token: they cannot
-    # happen while signed out (the request would not have been sent).
+    # The remaining events are about a stored token (answers to requests made with
+    # it, or its decryption): they cannot happen while signed out.
     if state.auth is not Auth.SIGNED_IN:
         raise TransitionError(f"{type(event).__name__} is not allowed while {state.auth.value}")
-    if isinstance(event, Unauthorized):
+    if isinstance(event, Unauthorized | TokenUnusable):
         return state.replace(auth=Auth.SIGNED_OUT, rate_limited_until=None)
     if isinstance(event, PaymentRequired):
         return state.replace(subscription=Subscription.INACTIVE)

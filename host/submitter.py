@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flattr_host import retry
-from flattr_host.api import ApiClient, Decision, NetworkError, Response, classify
+from flattr_host.api import ACCEPTED, ApiClient, Decision, NetworkError, Response, classify
 from flattr_host.config import Config
 from flattr_host.logs import Logger
 from flattr_host.queue import Batch, Queue, new_id
@@ -262,7 +262,13 @@ class Submitter:
                queue: Queue, batch: Batch, ciphertext: bytes, now: float) -> None:
         kind = decision.kind
         if kind == "done":
-            outcomes = {item.id: decision.outcomes.get(item.url, "unknown") for item in batch.items}
+            if decision.note is not None:
+                # Only the status decides (docs/protocol.md#bulk-answers): the items
+                # are delivered; the body just did not say more than that.
+                self._log.debug("bulk answer body not understood; batch delivered",
+                                note=decision.note, reason=decision.reason)
+            outcomes = {item.id: decision.outcomes.get(index, ACCEPTED)
+                        for index, item in enumerate(batch.items)}
             settled = queue.complete(batch, outcomes, now)
             self._log.info("batch delivered", items=settled,
                            outcome_counts=_count(outcomes.values()))

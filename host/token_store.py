@@ -179,5 +179,12 @@ class TokenStore:
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle)
         self._log.error("stored token is unusable; signed out", reason=reason, kept=aside)
-        with self._store.write() as conn:
-            conn.execute("DELETE FROM token WHERE id = 1 AND ciphertext = ?", (ciphertext,))
+        # A sign-out like any other: through the state machine, which erases the row
+        # and the rate-limit pause together, unless a new token replaced it meanwhile.
+        from flattr_host.errors import TransitionError
+        from flattr_host.state import StateStore, TokenUnusable
+
+        try:
+            StateStore(self._store, self).apply(TokenUnusable(), sent_with=bytes(ciphertext))
+        except TransitionError as exc:  # signed out already (the key file went away)
+            self._log.warning("unusable token left for the next look", reason=str(exc))

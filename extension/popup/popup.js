@@ -14,6 +14,14 @@ const PROBLEM_KEYS = { missing: "problemMissing", forbidden: "problemForbidden",
 // Requested together when the user first opts a site in (docs/extension.md).
 const ATTENTION_PERMISSIONS = { permissions: ["tabs", "idle", "scripting"] };
 
+// What the API said of delivered items, when it said more than "accepted"
+// (docs/protocol.md#bulk-answers); "ok" and "accepted" need no note.
+const OUTCOME_KEYS = {
+  flattr_once: "outcomeFlattrOnce",
+  flattr_owner: "outcomeFlattrOwner",
+  invalid_url: "outcomeInvalidUrl",
+};
+
 let current = null; // last status snapshot from the worker
 let installName = "all"; // FlattrBrowser.detect(), for the fix commands
 
@@ -60,6 +68,7 @@ function renderQueue(queue) {
   const next = Number.isSafeInteger(queue.nextAttemptAt) && queue.nextAttemptAt > 0 ? queue.nextAttemptAt : null;
   $("queue-next").dataset.at = next === null ? "" : String(next);
   $("queue-next").textContent = next === null ? t("nextAttemptNone") : next <= Date.now() ? t("nextAttemptNow") : formatTime(next);
+  $("queue-done").textContent = deliveredText(queue);
   $("retry-failed").hidden = count(queue.failed) === 0;
 }
 
@@ -82,6 +91,15 @@ function renderVersions(status) {
   footer.dataset.extension = manifest.version;
   footer.dataset.host = host;
   footer.textContent = host ? t("versions", [manifest.version, build, host]) : t("versionsNoHost", [manifest.version, build]);
+}
+
+function deliveredText(queue) {
+  const outcomes = queue.outcomes && typeof queue.outcomes === "object" ? queue.outcomes : {};
+  const notes = Object.keys(outcomes)
+    .filter((word) => word !== "ok" && word !== "accepted" && Number.isSafeInteger(outcomes[word]))
+    .sort()
+    .map((word) => `${count(outcomes[word])} ${OUTCOME_KEYS[word] ? t(OUTCOME_KEYS[word]) : word.slice(0, 64)}`);
+  return count(queue.done) + (notes.length ? ` (${notes.join(", ")})` : "");
 }
 
 function render(status) {

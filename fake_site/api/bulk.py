@@ -1,7 +1,7 @@
 """``POST /rest/v2/flattr/bulk``: the endpoint the extension and the host submit to.
 
-Upstream never documented its answer (docs/fake-site.md); this fake fixes
-the contract, documented in docs/fake-site.md:
+Upstream never documented its answer; this fake fixes a contract, documented in
+docs/fake-site.md (with what the host must not take from it):
 
 - ``Authorization: Bearer <token>`` with scope ``flattr``; a missing, unknown or
   revoked token -> ``401 unauthorized``.
@@ -18,10 +18,15 @@ the contract, documented in docs/fake-site.md:
   creates its thing with its metadata.
 - Rate limited like every resource (``403 rate_limit_exceeded``).
 Check order: rate limit, 401, 403 scope, 400 body, 402.
+
+Since nobody knows the real service's success answer, admin ``config
+{"bulk_answer": style}`` picks one of :data:`STYLES` (docs/fake-site.md); the
+flattrs are stored the same way whatever the style.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..context import UnknownOwner
@@ -30,6 +35,46 @@ from ..urls import is_flattrable, parse_auto_submit
 from .core import ApiCall, ApiError, Reply, Route, route
 
 MAX_ITEMS = 500
+
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def _documented(results: list[dict[str, Any]]) -> Reply:
+    return Reply({"results": results})
+
+
+def _other_list(results: list[dict[str, Any]]) -> Reply:
+    return Reply([{"url": r["url"], "status": "ok" if r["status"] == "ok" else "error",
+                   "message": r["status"]} for r in results])
+
+
+def _other_results(results: list[dict[str, Any]]) -> Reply:
+    return Reply({"results": [{"link": r["url"], "result": r["status"], "id": r["thing_id"]}
+                              for r in results]})
+
+
+#: The success answers the fake can give: style -> the reply for the per-URL
+#: results (the documented body is the default; the others are answers a real
+#: service might plausibly give, none of them published).
+STYLES: dict[str, Callable[[list[dict[str, Any]]], Reply]] = {
+    "documented": _documented,
+    "empty": lambda _r: Reply(b"", content_type=TEXT_TYPE),
+    "created": lambda _r: Reply(b"", status=201, content_type=TEXT_TYPE),
+    "created_json": lambda r: Reply({"created": len(r)}, status=201),
+    "accepted": lambda _r: Reply(b"", status=202, content_type=TEXT_TYPE),
+    "accepted_json": lambda r: Reply({"status": "queued", "count": len(r)}, status=202),
+    "no_content": lambda _r: Reply(None, status=204),
+    "text": lambda _r: Reply(b"OK\n", content_type=TEXT_TYPE),
+    "html": lambda _r: Reply(b"<!doctype html><title>Thanks</title><p>Flattred.</p>",
+                             content_type="text/html; charset=utf-8"),
+    "unknown_json": lambda r: Reply({"data": {"accepted": len(r)}, "version": 2}),
+    "empty_list": lambda _r: Reply([]),
+    "empty_object": lambda _r: Reply({}),
+    "json_string": lambda _r: Reply("OK"),
+    "message": lambda r: Reply({"message": "ok", "flattrs": len(r)}),
+    "other_list": _other_list,
+    "other_results": _other_results,
+}
 
 
 def _validate(body: object) -> list[str]:
@@ -66,7 +111,7 @@ async def bulk(call: ApiCall) -> Reply:
         thing = _thing(call, url)
         status = call.ctx.flattr(user, thing)
         results.append({"url": url, "status": status, "thing_id": thing.id})
-    return Reply({"results": results})
+    return STYLES[call.ctx.bulk_answer](results)
 
 
 def _thing(call: ApiCall, url: str) -> Thing:

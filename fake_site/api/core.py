@@ -266,13 +266,15 @@ def encode(body: Any) -> bytes:
 
 def make_response(status: int, body: Any, *, content_type: str, headers: dict[str, str],
                   callback: str | None) -> web.Response:
-    """Serialise a body (None -> empty) with JSONP and CORS applied."""
+    """Serialise a body (None -> empty, bytes as given) with JSONP and CORS applied."""
     # Documented order: Content-Type, then the X-RateLimit-* headers; CORS last.
     out = {"Content-Type": content_type}
     out.update(headers)
     out.update(CORS_HEADERS)
     if body is None:
         data = b""
+    elif isinstance(body, bytes):
+        data = body  # sent as given (the bulk endpoint's other answer styles)
     elif callback is not None:
         data = callback.encode() + b"(" + encode(body) + b");"
         content_type = JS_TYPE

@@ -46,6 +46,11 @@ def test_flattr_this_page_reaches_the_api(
     assert state["queue"]["pending"] == 0 and state["queue"]["failed"] == 0
     assert host.requests().count("flattr") == 1
     assert url in site.user_flattr_urls(token)
+    wait_popup(watcher, "$('queue-done').textContent === '1'")
+    # Flattred again: the API says so per URL, and the popup shows it.
+    browser.flattr_this_page(url)
+    site.wait_for(2, server="api", method="POST", path=BULK_PATH)
+    wait_popup(watcher, "$('queue-done').textContent === '2 (1 already flattred)'")
 
 
 @pytest.mark.browsers("chromium")  # needs the toolbar click's activeTab rules

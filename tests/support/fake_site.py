@@ -213,7 +213,7 @@ class FakeSite:
         return entries
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Set rate_limit, webhook_retry_delays or code_lifetime."""
+        """Set rate_limit, webhook_retry_delays, code_lifetime or bulk_answer."""
         result: dict[str, Any] = self.admin("POST", "config", settings)
         return result
 

@@ -180,3 +180,31 @@ def test_migration_counts_existing_rows(tmp_path: object, log: object) -> None:
     with store_mod.Store(path, log) as migrated:  # type: ignore[arg-type]
         counts = Queue(migrated).counts()
     assert (counts["pending"], counts["failed"], counts["done"]) == (1, 1, 0)
+
+
+def test_outcome_counts_follow_completion_and_pruning(queue: Queue, store: Store) -> None:
+    queue.enqueue(URLS[:3], now=100.0)
+    first = queue.claim("me", now=100.0, lease_s=30, limit=2)
+    assert first is not None
+    queue.complete(first, {first.items[0].id: "ok", first.items[1].id: "flattr_once"}, 100.0)
+    assert queue.counts()["outcomes"] == {"ok": 1, "flattr_once": 1}
+    queue.enqueue(URLS[3:], now=150.0)
+    second = queue.claim("me", now=150.0, lease_s=30, limit=10)
+    assert second is not None
+    queue.complete(second, {item.id: "accepted" for item in second.items}, 150.0)
+    assert queue.counts()["outcomes"] == {"ok": 1, "flattr_once": 1, "accepted": 3}
+    assert queue.prune(now=220.0, done_retention_s=100.0, pending_expiry_s=1e9) == (2, 0)
+    assert queue.counts()["outcomes"] == {"accepted": 3}
+
+
+def test_outcome_counts_of_an_older_store_are_counted_once(queue: Queue, store: Store) -> None:
+    queue.enqueue(URLS[:2], now=100.0)
+    batch = queue.claim("me", now=100.0, lease_s=30, limit=1)
+    assert batch is not None
+    queue.complete(batch, {batch.items[0].id: "ok"}, 100.0)
+    store.conn.execute("UPDATE kv SET value = 'not json' WHERE key = 'queue_outcomes'")
+    assert queue.counts()["outcomes"] == {}  # a read never scans
+    batch = queue.claim("me", now=100.0, lease_s=30, limit=1)
+    assert batch is not None
+    queue.complete(batch, {batch.items[0].id: "flattr_owner"}, 100.0)
+    assert queue.counts()["outcomes"] == {"ok": 1, "flattr_owner": 1}

@@ -15,6 +15,7 @@ from flattr_host.state import (
     Subscription,
     SubscriptionSet,
     TokenStored,
+    TokenUnusable,
     Unauthorized,
     transition,
 )
@@ -53,7 +54,14 @@ def test_unknown_subscription_does_not_pause() -> None:
     assert Snapshot(Auth.SIGNED_IN).paused(0) is None
 
 
-@pytest.mark.parametrize("event", [Unauthorized(), PaymentRequired(), RateLimited(5.0)])
+def test_unusable_token_signs_out_and_forgets_the_rate_limit() -> None:
+    after = transition(SIGNED_IN.replace(rate_limited_until=100.0), TokenUnusable())
+    assert after.auth is Auth.SIGNED_OUT and after.rate_limited_until is None
+    assert after.subscription is Subscription.ACTIVE
+
+
+@pytest.mark.parametrize("event", [Unauthorized(), PaymentRequired(), RateLimited(5.0),
+                                   TokenUnusable()])
 def test_api_answers_are_illegal_while_signed_out(event: object) -> None:
     with pytest.raises(TransitionError, match="not allowed while signed_out"):
         transition(Snapshot(), event)  # type: ignore[arg-type]

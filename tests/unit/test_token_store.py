@@ -87,3 +87,35 @@ def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
     keys = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(keys) == 1
     assert bytes.fromhex(keys.pop().decode()) == (home / "token.key").read_bytes()
+
+
+def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
+    tokens: TokenStore, store: Store, home: Path, log: Logger
+) -> None:
+    from flattr_host.state import Auth, RateLimited, StateStore, Subscription, TokenStored
+
+    states = StateStore(store, tokens)
+    states.apply(TokenStored(True), token=TOKEN)
+    states.apply(RateLimited(4_000_000_000.0))
+    assert states.read().rate_limited_until == 4_000_000_000.0
+    (home / "token.key").write_bytes(b"k" * KEY_BYTES)  # the key was replaced
+    fresh = TokenStore(store, home / "token.key", log)
+    assert fresh.load() is None
+    after = StateStore(store, fresh).read()
+    assert after.auth is Auth.SIGNED_OUT
+    assert after.rate_limited_until is None  # not left behind
+    assert after.subscription is Subscription.ACTIVE
+    assert store.conn.execute("SELECT COUNT(*) FROM token").fetchone()[0] == 0
+    assert store.get("rate_limited_until") is None
+
+
+def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Store,
+                                                 home: Path, log: Logger) -> None:
+    from flattr_host.state import Auth, StateStore
+
+    store_token(tokens, store)
+    row = store.conn.execute("SELECT key_id, nonce, ciphertext FROM token").fetchone()
+    store_token(tokens, store, "a-newer-token")  # another process signed in again
+    tokens._discard(row, "test: the old row was unusable")
+    assert tokens.load() == "a-newer-token"
+    assert StateStore(store, tokens).read().auth is Auth.SIGNED_IN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
@@ -194,3 +195,49 @@ def test_admin_reset_forgets_users_journal_and_scripts(site: FakeSite) -> None:
     with pytest.raises(FakeSiteError) as err:
         site.create_user("flattr")
     assert err.value.status == 409
+
+
+#: Each bulk answer style: (status, body check). The flattrs are stored whatever it is.
+BULK_STYLES = {
+    "documented": (200, lambda b: [r["status"] for r in json.loads(b)["results"]] == ["ok"] * 2),
+    "empty": (200, lambda b: b == b""),
+    "created": (201, lambda b: b == b""),
+    "created_json": (201, lambda b: json.loads(b) == {"created": 2}),
+    "accepted": (202, lambda b: b == b""),
+    "accepted_json": (202, lambda b: json.loads(b) == {"status": "queued", "count": 2}),
+    "no_content": (204, lambda b: b == b""),
+    "text": (200, lambda b: b == b"OK\n"),
+    "html": (200, lambda b: b.startswith(b"<!doctype html>")),
+    "unknown_json": (200, lambda b: json.loads(b) == {"data": {"accepted": 2}, "version": 2}),
+    "empty_list": (200, lambda b: json.loads(b) == []),
+    "empty_object": (200, lambda b: json.loads(b) == {}),
+    "json_string": (200, lambda b: json.loads(b) == "OK"),
+    "message": (200, lambda b: json.loads(b) == {"message": "ok", "flattrs": 2}),
+    "other_list": (200, lambda b: [r["status"] for r in json.loads(b)] == ["ok", "ok"]),
+    "other_results": (200, lambda b: "link" in json.loads(b)["results"][0]),
+}
+
+
+@pytest.mark.parametrize("style", sorted(BULK_STYLES))
+def test_bulk_answer_styles_store_the_flattrs(site: FakeSite, style: str) -> None:
+    assert site.configure(bulk_answer=style)["bulk_answer"] == style
+    user = site.create_user(f"style-{style}")
+    items = [{"url": f"https://style.example/{style}/{i}"} for i in range(2)]
+    answer = call(site, "POST", BULK, token=user["token"], body=items)
+    status, check = BULK_STYLES[style]
+    assert answer.status == status
+    assert check(answer.body), answer.body
+    flattrs = call(site, "GET", "/rest/v2/user/flattrs", token=user["token"]).json()
+    assert sorted(f["thing"]["url"] for f in flattrs) == sorted(i["url"] for i in items)
+
+
+def test_bulk_answer_style_is_checked_and_reset(site: FakeSite) -> None:
+    from fake_flattr.api.bulk import STYLES
+
+    assert sorted(STYLES) == sorted(BULK_STYLES)  # every style is tested above
+    with pytest.raises(FakeSiteError) as err:
+        site.configure(bulk_answer="teapot")
+    assert err.value.status == 400 and "documented" in err.value.body["description"]
+    site.configure(bulk_answer="empty")
+    site.reset()
+    assert site.configure()["bulk_answer"] == "documented"
