@@ -9,13 +9,18 @@ attention, activity window 0.15 s, heartbeat 0.1 s); the clock is the host's own
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from flattr_host.attention import ACTIVITY_WINDOW_S
 from tests.integration.conftest import Delivery, drained
 from tests.support.host import HostProcess
 
@@ -23,6 +28,8 @@ SCALE = "0.01"
 PAGE = "https://blog.example/post?utm_source=x#comments"
 KEY = "https://blog.example/post"
 OTHER = "https://elsewhere.example/"
+#: Real seconds page Y accrues in memory, not written, around a deletion of page X.
+UNWRITTEN_S = 0.5
 
 
 def tab(kind: str, url: str | None, tab_id: int = 1, window: int = 1,
@@ -79,6 +86,70 @@ def stored_past(delivery: Delivery, url: str, value: float, timeout: float = 10.
         if stored > value or time.monotonic() > deadline:
             return stored
         time.sleep(0.01)
+
+
+def let_pass(since: float, seconds: float) -> None:
+    """Return once at least ``seconds`` passed since ``since`` (``time.monotonic()``).
+
+    A lower bound only, true on any machine: the host stamps signals with the same
+    system-wide monotonic clock, so a page in front accrues at least this much.
+    """
+    time.sleep(max(0.0, since + seconds - time.monotonic()))
+
+
+def switch_to_other_page(delivery: Delivery, host: HostProcess) -> None:
+    """Page X (KEY) written, then page Y (OTHER) in front and written once.
+
+    Y has a row once a save after the switch committed; that save also wrote X's last
+    accrual (a save writes the whole backlog), so the host never writes X again.
+    """
+    front(host, PAGE)
+    heartbeat(host, 0.3)
+    assert stored_past(delivery, KEY, 0.1) > 0.1
+    signals(host, tab("tab-activated", OTHER, tab_id=2))
+    assert stored_past(delivery, OTHER, 0.0) > 0, "no save after the switch wrote page Y"
+
+
+@contextmanager
+def stopped(delivery: Delivery, host: HostProcess) -> Iterator[float]:
+    """``host`` stopped (SIGSTOP) holding no write lock, resumed (SIGCONT) on exit.
+
+    The host's timer saves after each step, on its own thread, whenever the machine
+    lets it; a stopped host writes nothing, so what the page in front accrues from
+    then on is in memory only, however slow the machine. Yields when it stopped
+    (``time.monotonic()``); the host's monotonic clock runs on, so on resume the page
+    has accrued for the whole stop. An ``activity`` signal first reopens the activity window; the
+    stop is retried while it lands inside a save (the lock is held) or too late for
+    ``UNWRITTEN_S`` to fit in the window.
+    """
+    pid = host.proc.pid
+    probe = sqlite3.connect(delivery.home / "host.db", timeout=0, isolation_level=None)
+    opened = -math.inf
+    try:
+        while True:
+            if time.monotonic() - opened > ACTIVITY_WINDOW_S / 2:
+                opened = time.monotonic()
+                signals(host, {"signal": "activity"})  # the window closes 15 s on
+            os.kill(pid, signal.SIGSTOP)
+            while not os.WIFSTOPPED(os.waitpid(pid, os.WUNTRACED)[1]):
+                pass
+            at = time.monotonic()
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # stopped inside a save: let it finish
+                pass
+            else:
+                if at - opened <= ACTIVITY_WINDOW_S / 2:
+                    break
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+    finally:
+        probe.close()
+    try:
+        yield at
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def test_hello_says_attention_is_off_until_a_site_is_opted_in(delivery: Delivery) -> None:
@@ -239,19 +310,21 @@ def test_urls_stay_out_of_the_log_above_debug(delivery: Delivery) -> None:
 # -- a deletion touches the deleted page alone -------------------------------------------
 
 def test_cli_clear_url_keeps_another_page_not_written_yet(delivery: Delivery) -> None:
-    """Page X is written; page Y comes to the front and accrues in memory (scale 1: the
-    15 s window closes long after the CLI ran); `clear --url X` must leave Y alone."""
+    """Page X is written; page Y is in front and accrues in memory, the host stopped so
+    that it writes nothing meanwhile; `clear --url X` must leave Y alone."""
     host = delivery.start(sign_in=False)
     host.request("attention-count-all", enabled=True)
-    front(host, PAGE)
-    heartbeat(host, 0.3)
-    assert stored_past(delivery, KEY, 0.1) > 0.1
-    signals(host, tab("tab-activated", OTHER, tab_id=2))
-    cleared = cli(delivery, "attention", "clear", "--url", PAGE)
-    assert cleared.returncode == 0, cleared.stderr
+    switch_to_other_page(delivery, host)
+    with stopped(delivery, host) as since:
+        written = counters(delivery)[OTHER][0]
+        cleared = cli(delivery, "attention", "clear", "--url", PAGE)
+        assert cleared.returncode == 0, cleared.stderr
+        assert KEY not in counters(delivery)
+        assert counters(delivery)[OTHER][0] == written
+        let_pass(since, UNWRITTEN_S)
     signals(host, {"signal": "window-focus", "windowId": None})  # the next save
     shown = page(host, OTHER)["attention"]
-    assert shown > 0.1  # Y accrued while the CLI ran
+    assert shown >= written + UNWRITTEN_S - 0.001  # what Y accrued in memory survived
     assert page(host, PAGE)["attention"] == 0
     assert stored_past(delivery, OTHER, shown - 0.002) >= shown - 0.002
     assert KEY not in counters(delivery)
@@ -262,29 +335,35 @@ def test_cli_clear_url_keeps_another_page_not_written_yet(delivery: Delivery) ->
 
 
 def test_prune_by_a_second_host_keeps_another_page_not_written_yet(delivery: Delivery) -> None:
+    """As above, the deletion being a second host's prune at its start; the first
+    host's later saves must neither bring X back nor lose Y."""
     host = delivery.start(sign_in=False)
     host.request("attention-count-all", enabled=True)
-    front(host, PAGE)
-    heartbeat(host, 0.3)
-    assert stored_past(delivery, KEY, 0.1) > 0.1
-    signals(host, tab("tab-activated", OTHER, tab_id=2))
-    # X was last updated 100 days ago; a second host starts and prunes it.
-    conn = sqlite3.connect(delivery.home / "host.db")
-    with conn:
-        conn.execute("UPDATE attention_page SET updated_at = updated_at - 8640000 "
-                     "WHERE url = ?", (KEY,))
-    conn.close()
-    second = delivery.start(sign_in=False)
-    assert second.request("attention-settings")["ok"]
-    deadline = time.monotonic() + 10
-    while KEY in counters(delivery) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert KEY not in counters(delivery)
-    signals(host, {"signal": "window-focus", "windowId": None})
+    switch_to_other_page(delivery, host)
+    with stopped(delivery, host) as since:
+        written = counters(delivery)[OTHER][0]
+        # X was last updated 100 days ago; a second host starts and prunes it (the
+        # first save of its timer). Stopped, the first host cannot save X after this
+        # UPDATE (which would make X fresh again).
+        conn = sqlite3.connect(delivery.home / "host.db")
+        with conn:
+            conn.execute("UPDATE attention_page SET updated_at = updated_at - 8640000 "
+                         "WHERE url = ?", (KEY,))
+        conn.close()
+        second = delivery.start(sign_in=False)
+        assert second.request("attention-settings")["ok"]
+        deadline = time.monotonic() + 20
+        while KEY in counters(delivery) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert KEY not in counters(delivery)
+        assert counters(delivery)[OTHER][0] == written
+        let_pass(since, UNWRITTEN_S)
+    signals(host, {"signal": "window-focus", "windowId": None})  # the next save
     shown = page(host, OTHER)["attention"]
-    assert shown > 0.1
+    assert shown >= written + UNWRITTEN_S - 0.001  # what Y accrued in memory survived
     assert stored_past(delivery, OTHER, shown - 0.002) >= shown - 0.002
     assert page(host, PAGE)["attention"] == 0
+    assert KEY not in counters(delivery)
 
 
 # -- refusals name the rule, not the value --------------------------------------------------
