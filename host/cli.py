@@ -231,6 +231,7 @@ def _status(options: Any) -> int:
     import json
     import time
 
+    from flattr_host import health
     from flattr_host.queue import Queue
     from flattr_host.service import build_state
     from flattr_host.state import StateStore
@@ -239,8 +240,10 @@ def _status(options: Any) -> int:
     config, log, store = _open()
     with store:
         tokens = TokenStore(store, config.key_path, log)
-        state = build_state(StateStore(store, tokens), Queue(store), time.time())
+        state = build_state(StateStore(store, tokens), Queue(store), time.time(), store)
     state["home"] = str(config.home)
+    # Threads of running hosts that stopped (delivery, attention, inspector).
+    state["hostProblems"] = health.running_problems(config.home)
     if options.json:
         print(json.dumps(state, indent=2))
         return 0
@@ -255,6 +258,10 @@ def _status(options: Any) -> int:
     if q["nextAttemptAt"]:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q["nextAttemptAt"] / 1000))
         print(f"next attempt     {when}")
+    if state["problem"]:
+        print(f"problem          {state['problem']['message']}")
+    for problem in state["hostProblems"]:
+        print(f"problem          host {problem['pid']}: {problem['message']}")
     return 0
 
 

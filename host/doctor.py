@@ -46,6 +46,7 @@ FLATPAK_PERMISSION = "flatpak permission"
 DATA_PERMISSIONS = "data directory permissions"
 STORE_READABLE = "store readable"
 TOKEN_DECRYPTABLE = "token decryptable"  # noqa: S105 - a check name
+NO_PROBLEM = "no problem reported"
 API_REACHABLE = "API reachable"
 
 
@@ -353,12 +354,18 @@ def check_store(db: Path) -> Check:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.execute("SELECT count(*) FROM queue").fetchone()
             conn.execute("SELECT count(*) FROM token").fetchone()
+            damage = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
         finally:
             conn.close()
     except sqlite3.Error as exc:
         return Check(STORE_READABLE, False, f"{db}: {exc}",
                      f"move it aside with `{aside}` (the host starts a fresh store; "
                      "flattrs queued in it are lost)")
+    if damage != ["ok"]:
+        return Check(STORE_READABLE, False, f"{db} is damaged: {'; '.join(damage)[:300]}",
+                     "start the browser (or run `flattr-host doctor` again after a host "
+                     "ran): the host keeps a copy, salvages pending flattrs and starts a "
+                     "fresh store")
     if version > len(MIGRATIONS):
         return Check(STORE_READABLE, False,
                      f"{db} has schema {version}, newer than this host's {len(MIGRATIONS)}",
@@ -402,6 +409,35 @@ def check_token(db: Path, key_path: Path) -> Check:
     except (InvalidTag, ValueError):
         return Check(TOKEN_DECRYPTABLE, False, "the stored token fails authentication", sign_in)
     return Check(TOKEN_DECRYPTABLE, True, "the stored token decrypts (not shown)")
+
+
+def check_problems(db: Path, home: Path) -> Check:
+    """The store's problem note and the problems of running hosts (flattr_host.health)."""
+    import sqlite3
+
+    from flattr_host import health
+
+    found: list[str] = []
+    fixes: list[str] = []
+    if db.exists():
+        try:
+            conn = _open_ro(db)
+            try:
+                note = health.read_store_problem(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            note = None  # the store check reports it
+        if note is not None:
+            found.append(str(note.get("message")))
+            fixes.append("sign in again on flattr.com (that clears the note)")
+    for problem in health.running_problems(home):
+        found.append(f"host {problem.get('pid')}: {problem.get('message')}")
+        fixes.append("see `flattr-host logs --level error`; the host retries by itself, "
+                     "restarting the browser restarts it")
+    if found:
+        return Check(NO_PROBLEM, False, "; ".join(found)[:600], "; ".join(dict.fromkeys(fixes)))
+    return Check(NO_PROBLEM, True, "none")
 
 
 def check_api(base: str, ca_bundle: str | None, timeout: float) -> Check:
@@ -479,6 +515,7 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
         data.checks.append(check_token(Path(config.db_path), Path(config.key_path)))
     else:
         data.skipped.append(TOKEN_DECRYPTABLE)
+    data.checks.append(check_problems(Path(config.db_path), Path(config.home)))
     sections: list[Section] = []
     for browser in browsers:
         ids = firefox_ids if inst.browser_info(browser).family == "firefox" else chromium_ids

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 
-from flattr_host import PROTOCOL_VERSION, __version__
+from flattr_host import PROTOCOL_VERSION, __version__, health
 from flattr_host import messages as m
 from flattr_host.queue import Queue
 from flattr_host.state import SignedOut, Snapshot, StateStore, SubscriptionSet, TokenStored
+from flattr_host.store import is_corruption_error
 from flattr_host.token_store import TokenStore
 
 TYPE_CHECKING = False
@@ -36,12 +37,19 @@ _READ_ONLY = (m.GetState, m.Hello)
 RECHECK_S = 0.05
 
 
-def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
-    """The protocol's State object (docs/protocol.md#state), read from the store."""
-    return render_state(states.read(), queue.counts(), now)
+def build_state(states: StateStore, queue: Queue, now: float,
+                store: Store | None = None) -> dict[str, Any]:
+    """The protocol's State object (docs/protocol.md#state), read from the store.
+
+    ``store`` (the one ``states`` reads) adds the store's problem note.
+    """
+    stored = None if store is None else health.read_store_problem(store.conn)
+    return render_state(states.read(), queue.counts(), now,
+                        health.PROCESS.current() or stored)
 
 
-def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict[str, Any]:
+def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
+                 problem: dict[str, Any] | None = None) -> dict[str, Any]:
     """The State object from a snapshot and queue counts; pure (time-dependent pause)."""
     paused = snapshot.paused(now)
     next_at: float | None
@@ -63,6 +71,7 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float) -> dict
             "paused": paused,
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
+        "problem": problem,
     }
 
 
@@ -84,7 +93,7 @@ class Service:
         self._waker = waker
         self._clock = clock
         self._store = store
-        self._cached: tuple[int, Snapshot, dict[str, Any]] | None = None
+        self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any] | None] | None = None
         self._checked_at = 0.0
         self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
         self.tokens = TokenStore(store, config.key_path, log)
@@ -127,13 +136,16 @@ class Service:
             version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
             self._checked_at = now
             if cached is None or cached[0] != version:
-                cached = self._cached = (version, self.states.read(), self.queue.counts())
+                cached = self._cached = (version, self.states.read(), self.queue.counts(),
+                                         health.read_store_problem(self._store.conn))
                 self._rendered = None
         snapshot = cached[1]
+        problem = health.PROCESS.current() or cached[3]
         if snapshot.rate_limited_until is not None and now < snapshot.rate_limited_until:
-            return render_state(snapshot, cached[2], now)  # the pause depends on the time
-        if self._rendered is None:
-            self._rendered = render_state(snapshot, cached[2], now)
+            # the pause depends on the time
+            return render_state(snapshot, cached[2], now, problem)
+        if self._rendered is None or self._rendered["problem"] is not problem:
+            self._rendered = render_state(snapshot, cached[2], now, problem)
         return self._rendered
 
     def invalidate(self) -> None:
@@ -167,6 +179,8 @@ class Service:
         try:
             self.states.apply(TokenStored(body.subscription_active), token=body.token)
         except Exception as exc:
+            if is_corruption_error(exc):
+                raise  # the message loop replaces the damaged store (docs/protocol.md)
             # Document 000 / REFERENCE.md: the page is told authenticated=false when
             # storing failed. The full error is in the log.
             self._log.exception("storing the token failed", exc)

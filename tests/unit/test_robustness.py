@@ -1,0 +1,338 @@
+"""No input and no broken row may stop the host: validation, logging, the loop (in-process).
+
+The message loop runs on real pipes in a thread (the process tests in
+tests/integration/test_robustness_host.py run the real launcher); every case runs
+at info and at debug level, since debug logging walks whole frames.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flattr_host import framing, health
+from flattr_host import messages as m
+from flattr_host.config import Config
+from flattr_host.errors import FrameTooLarge, RequestError
+from flattr_host.logs import PREVIEW_NODES, Logger, preview, redact
+from flattr_host.stdio import EXIT_OK, EXIT_TOO_LARGE, Loop
+
+LEVELS = ["info", "debug"]
+SURROGATE_URL = "https://example.com/\ud800"
+
+
+def frame(message: dict[str, Any] | bytes) -> bytes:
+    """A frame as the browser writes it; surrogates go as JSON escapes (valid JSON)."""
+    data = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return framing.HEADER.pack(len(data)) + data
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class Run:
+    """One message loop on pipes: frames in, frames and log out."""
+
+    def __init__(self, home: Path, level: str) -> None:
+        self.home = home
+        self.config = Config(home=str(home), api_base="http://127.0.0.1:9", log_level=level,
+                             retry_base_s=3600.0)
+        self.log = Logger(self.config.log_dir, level, stderr=io.StringIO())
+
+    def __call__(self, data: bytes) -> tuple[int, list[dict[str, Any]]]:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        loop = Loop(self.config, self.log, out_w, in_fd=in_r)
+        status: list[int] = []
+        out = bytearray()
+
+        def feed() -> None:
+            try:
+                os.write(in_w, data)
+            except OSError:
+                pass  # the loop exited early (too_large): the rest is not read
+            os.close(in_w)
+
+        def drain() -> None:
+            while chunk := os.read(out_r, 1 << 20):
+                out.extend(chunk)
+
+        threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
+        for thread in threads:
+            thread.start()
+        status.append(loop.run())
+        os.close(out_w)
+        for thread in threads:
+            thread.join(30)
+        os.close(in_r)
+        os.close(out_r)
+        decoder = framing.Decoder(limit=4 * 1024 * 1024)
+        frames = [json.loads(p) for p in decoder.feed(bytes(out))]
+        assert decoder.buffered == 0, "stdout holds bytes that are not frames"
+        return status[0], frames
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        text = (self.home / "logs" / "host.log").read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines()]
+
+
+def replies(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if "event" not in f]
+
+
+# -- validation ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("message", "field"), [
+    ({"id": 1, "type": "attention-page", "url": SURROGATE_URL}, "url"),
+    ({"id": 1, "type": "flattr", "manual": True, "urls": [SURROGATE_URL]}, "urls[0]"),
+    ({"id": 1, "type": "flattr", "urls": ["https://a.example/", SURROGATE_URL]}, "urls[1]"),
+    ({"id": 1, "type": "attention-signals", "signals": [
+        {"signal": "tab-activated", "tabId": 1, "windowId": 1, "incognito": False,
+         "url": SURROGATE_URL}]}, "signals[0].url"),
+    ({"id": 1, "type": "get-state", "extra": {"deep": ["\udfff"]}}, "extra.deep[0]"),
+    ({"id": 1, "type": "hello\udc80"}, "type"),
+])
+def test_a_lone_surrogate_is_refused_naming_the_field(message: dict[str, Any],
+                                                      field: str) -> None:
+    payload = json.dumps(message).encode()
+    for given in (payload, None):  # with the byte pre-check and without it
+        with pytest.raises(RequestError) as caught:
+            m.parse_request(json.loads(payload), given)
+        assert caught.value.code == m.INVALID_REQUEST
+        assert caught.value.request_id == 1
+        assert caught.value.message.startswith(f"field '{field}' is not valid Unicode")
+        caught.value.message.encode("utf-8")  # the reply itself can be written
+
+
+def test_a_surrogate_in_a_field_name_is_refused_and_the_message_stays_encodable() -> None:
+    message = json.loads(r'{"id": 4, "type": "get-state", "k\udc00": 1}')
+    with pytest.raises(RequestError) as caught:
+        m.parse_request(message)
+    assert caught.value.message.startswith("field name 'k\\udc00' is not valid Unicode")
+
+
+def test_nesting_over_the_limit_is_refused_with_the_limit_and_within_it_is_fine() -> None:
+    deep = {"id": 2, "type": "get-state", "x": nested(m.MAX_NESTING - 1)}
+    assert m.parse_request(deep, json.dumps(deep).encode()).type == "get-state"
+    deeper = {"id": 2, "type": "get-state", "x": nested(900)}
+    with pytest.raises(RequestError) as caught:
+        m.parse_request(deeper, json.dumps(deeper).encode())
+    assert caught.value.code == m.INVALID_REQUEST
+    assert f"nests deeper than the limit of {m.MAX_NESTING} levels" in caught.value.message
+
+
+def test_valid_non_ascii_text_passes() -> None:
+    message = {"id": 3, "type": "flattr", "urls": ["https://ex.example/caf\u00e9/\U0001f600"]}
+    assert m.parse_request(message, json.dumps(message).encode()).type == "flattr"
+
+
+# -- logging ---------------------------------------------------------------------------
+
+def test_redaction_of_very_deep_values_does_not_recurse_without_bound() -> None:
+    shown = redact({"a": nested(5000), "token": "secret-value"})
+    assert shown["token"] == "[redacted]"
+    assert "nested deeper than" in json.dumps(shown)
+
+
+def test_a_log_line_with_a_surrogate_or_a_broken_object_is_still_written(tmp_path: Path) -> None:
+    class Broken:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    log = Logger(tmp_path, "debug", stderr=io.StringIO())
+    log.debug("one", url=SURROGATE_URL)
+    log.warning("two", thing=Broken())
+    lines = [json.loads(x) for x in (tmp_path / "host.log").read_text().splitlines()]
+    assert lines[0]["url"] == SURROGATE_URL  # written as the \ud800 escape, read back
+    assert lines[1]["msg"] == "two" and "RuntimeError: no text" in lines[1]["log_error"]
+
+
+def test_preview_is_bounded_and_says_what_it_cut() -> None:
+    shown, cut = preview({"id": 1, "x": [{} for _ in range(350_000)], "accessToken": "abcd"})
+    assert cut
+    assert len(json.dumps(shown)) < 8192
+    assert "more items]" in json.dumps(shown)
+    long, cut = preview({"url": "u" * 100_000})
+    assert cut and long["url"].endswith("...[99488 more chars]")
+    small, cut = preview({"id": 1, "accessToken": "abcd", "h": "Bearer xyz"})
+    assert not cut and small == {"id": 1, "accessToken": "[redacted]", "h": "Bearer [redacted]"}
+    assert PREVIEW_NODES == 200
+
+
+# -- framing ---------------------------------------------------------------------------
+
+def test_a_complete_frame_before_an_over_cap_header_is_returned_first() -> None:
+    decoder = framing.Decoder(limit=1000)
+    data = frame({"id": 1, "type": "get-state"}) + framing.HEADER.pack(5000)
+    payloads = decoder.feed(data)
+    assert [json.loads(p)["id"] for p in payloads] == [1]
+    assert isinstance(decoder.broken, FrameTooLarge)
+    with pytest.raises(FrameTooLarge, match="frame of 5000 bytes exceeds limit of 1000"):
+        decoder.feed(b"")
+
+
+# -- the loop --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_hostile_requests_each_get_one_reply_and_the_loop_goes_on(tmp_path: Path,
+                                                                 level: str) -> None:
+    run = Run(tmp_path / "home", level)
+    sent = [
+        {"id": 1, "type": "attention-page", "url": SURROGATE_URL},
+        {"id": 2, "type": "flattr", "manual": True, "urls": [SURROGATE_URL]},
+        {"id": 3, "type": "get-state", "x": nested(900)},
+        {"id": 4, "type": "attention-signals", "signals": [
+            {"signal": "tab-activated", "tabId": 1, "windowId": 1, "incognito": False,
+             "url": "https://example.com/\udbff"}]},
+        {"id": 5, "type": "get-state"},
+    ]
+    status, frames = run(b"".join(frame(x) for x in sent))
+    assert status == EXIT_OK
+    got = replies(frames)
+    assert [r["id"] for r in got] == [1, 2, 3, 4, 5]
+    assert [r["error"]["code"] for r in got[:4]] == [m.INVALID_REQUEST] * 4
+    assert "field 'url' is not valid Unicode" in got[0]["error"]["message"]
+    assert "nests deeper than the limit" in got[2]["error"]["message"]
+    assert got[4]["ok"] is True
+    assert not any(line["level"] == "error" for line in run.log_lines())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_reply_that_cannot_be_encoded_becomes_internal_and_the_host_goes_on(
+        tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second line of defence: suppose validation let a lone surrogate through.
+    monkeypatch.setattr(m, "check_tree", lambda _message: None)
+    run = Run(tmp_path / "home", level)
+    sent = [{"id": 1, "type": "attention-page", "url": SURROGATE_URL},
+            {"id": 2, "type": "get-state"}]
+    status, frames = run(b"".join(frame(x) for x in sent))
+    assert status == EXIT_OK
+    got = replies(frames)
+    assert [r["id"] for r in got] == [1, 2]
+    assert got[0]["error"] == {"code": "internal", "message": "internal error; see the host log"}
+    assert got[1]["ok"] is True
+    assert any(line["msg"] == "reply not sent: it cannot be encoded" and "UnicodeEncodeError"
+               in line["error"] for line in run.log_lines())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_request_complete_before_an_over_cap_header_is_answered(tmp_path: Path,
+                                                                   level: str) -> None:
+    run = Run(tmp_path / "home", level)
+    data = frame({"id": 9, "type": "get-state"}) + framing.HEADER.pack(64 * 1024 * 1024)
+    status, frames = run(data)
+    assert status == EXIT_TOO_LARGE
+    got = replies(frames)
+    assert got[0]["id"] == 9 and got[0]["ok"] is True
+    assert got[-1]["id"] is None and got[-1]["error"]["code"] == m.TOO_LARGE
+
+
+def _peak_bytes(run: Run, data: bytes) -> int:
+    tracemalloc.start()
+    try:
+        status, frames = run(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == EXIT_OK and replies(frames)[0]["ok"] is True
+    return peak
+
+
+def test_debug_logging_of_a_1_mib_frame_is_bounded_in_size_and_memory(tmp_path: Path) -> None:
+    body = b'{"id":1,"type":"get-state","x":[' + b",".join([b"{}"] * 349_000) + b"]}"
+    assert len(body) <= framing.DEFAULT_INBOUND_LIMIT
+    data = frame(body)
+    info = _peak_bytes(Run(tmp_path / "info", "info"), data)
+    debug_run = Run(tmp_path / "debug", "debug")
+    debug = _peak_bytes(debug_run, data)
+    # Parsing the frame costs what it costs at any level; debug adds a bounded line.
+    assert debug < info + 8 * 1024 * 1024, (info, debug)
+    (line,) = [x for x in debug_run.log_lines() if x["msg"] == "frame in"]
+    assert line["bytes"] == len(body) and line["truncated"] is True
+    assert len(json.dumps(line)) < 16 * 1024
+
+
+# -- attention: one bad row ------------------------------------------------------------
+
+def test_one_unstorable_attention_row_is_rejected_alone(tmp_path: Path) -> None:
+    from flattr_host.attention_service import AttentionService
+    from flattr_host.queue import Queue
+    from flattr_host.store import Store
+
+    class Clock:
+        t = 1000.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    mono = Clock()
+    log = Logger(tmp_path / "logs", "info", stderr=io.StringIO())
+    store = Store(tmp_path / "host.db", log)
+    svc = AttentionService(store, log, monotonic=mono, timer=False)
+    svc.set_count_all(True)
+
+    def tab(tab_id: int, url: str) -> m.AttentionSignal:
+        # Built directly, as if validation had let the URL through.
+        return m.AttentionSignal("tab-activated", tab_id, 1, url, False, None, None, None)
+
+    focus = m.AttentionSignal("window-focus", None, 1, None, None, None, None, None)
+    activity = m.AttentionSignal("activity", None, None, None, None, None, None, None)
+    svc.signals([focus, tab(1, "https://bad.example/\ud800")])
+    for _ in range(6):
+        mono.t += 10
+        svc.signals([activity])
+    svc.signals([tab(2, "https://good.example/page")])
+    for _ in range(6):
+        mono.t += 10
+        svc.signals([activity])
+    svc.tick()
+    svc.close()
+    queued = [item["url"] for item in Queue(store).items()]
+    assert queued == ["https://good.example/page"]
+    with store.read() as conn:
+        urls = [r[0] for r in conn.execute("SELECT url FROM attention_page")]
+    assert urls == ["https://good.example/page"]
+    store.close()
+    text = (tmp_path / "logs" / "host.log").read_text()
+    assert "cannot be stored" in text and "UnicodeEncodeError" in text
+    assert "saving attention failed" not in text  # nothing else was held back
+    assert "bad.example" not in text  # a URL only at debug
+
+
+def test_a_counter_with_a_number_sqlite_would_refuse_is_rejected_alone() -> None:
+    from flattr_host.attention_service import _checked
+
+    with pytest.raises(ValueError, match="attention_s must be a finite number"):
+        _checked({"attention_s": math.nan, "audio_s": 0.0})
+    assert _checked({"attention_s": 1.0, "audio_s": 0.0})["attention_s"] == 1.0
+
+
+# -- threads that stop -----------------------------------------------------------------
+
+def test_health_orders_problems_and_mirrors_them_for_other_processes(tmp_path: Path) -> None:
+    seen: list[Any] = []
+    board = health.Health()
+    board.attach(tmp_path)
+    board.add_listener(seen.append)
+    board.report("inspector", "inspector_stopped", "x")
+    board.report("submitter", "delivery_stopped", "y")
+    assert board.current() is not None and board.current()["code"] == "delivery_stopped"
+    found = health.running_problems(tmp_path)
+    assert {p["code"] for p in found} == {"delivery_stopped", "inspector_stopped"}
+    assert all(p["pid"] == os.getpid() for p in found)
+    board.resolve("submitter")
+    board.resolve("inspector")
+    assert board.current() is None and seen[-1] is None
+    assert health.running_problems(tmp_path) == []
