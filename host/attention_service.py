@@ -168,6 +168,7 @@ class AttentionService:
         # Written or queued by a step whose transaction failed: retried next time.
         self._backlog_counters: dict[str, PageCounter] = {}
         self._backlog_urls: list[tuple[Decision, str]] = []
+        self._failing = False  # the timer failed and has not had a good step since
         self._rejected = 0  # rows that could not be stored (logged at warning once each)
         with store.write() as conn:
             pruned = rows.prune(conn, wall() - max_age_s)
@@ -446,10 +447,9 @@ class AttentionService:
                 try:
                     if not self._timer_step():
                         return
-                    if failures:
-                        failures = 0
-                        health.PROCESS.resolve("attention")
+                    failures = 0
                 except Exception as exc:
+                    self._failing = True
                     failures += 1
                     policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
                     wait = retry.ceiling(failures, policy)
@@ -477,9 +477,17 @@ class AttentionService:
             wakeup = self._engine.next_wakeup()
             due = self._next_prune if wakeup is None else min(wakeup, self._next_prune)
             if due > now:
+                self._running_again()
                 self._cond.wait(due - now)  # notified when a step re-arms
                 return True
             queued = self._tick_locked()
         if queued:
             self._notify(queued)
+        self._running_again()
         return True
+
+    def _running_again(self) -> None:
+        """A step went through after a failure: the problem is over."""
+        if self._failing:
+            self._failing = False
+            health.PROCESS.resolve("attention")

@@ -231,6 +231,7 @@ def _replace(store: Store, log: Logger, error: BaseException | None,
             copy = sqlite3.connect(aside)
             try:
                 probe.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             finally:
                 copy.close()
             os.chmod(aside, 0o600)

@@ -247,6 +247,7 @@ class Submitter:
                 if wait is None or wait > HOUSEKEEPING_S:
                     wait = HOUSEKEEPING_S
                 self._log.debug("submitter sleeping", seconds=wait)
+                health.PROCESS.resolve("submitter")  # it got this far: running again
                 self._cond.wait(wait)  # a notify or the due time: look again
         self._deliver_once(store, tokens, states, queue, client)
         return True

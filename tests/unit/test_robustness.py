@@ -336,3 +336,168 @@ def test_health_orders_problems_and_mirrors_them_for_other_processes(tmp_path: P
     board.resolve("inspector")
     assert board.current() is None and seen[-1] is None
     assert health.running_problems(tmp_path) == []
+
+
+class _Client:
+    def post_bulk(self, token: str, urls: list[str]) -> Any:
+        raise AssertionError("signed out: nothing is sent")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_submitter_that_fails_to_start_says_so_and_is_restarted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flattr_host import submitter as submitter_mod
+
+    monkeypatch.setattr(submitter_mod, "RESTART_BASE_S", 0.05)
+    config = Config(home=str(tmp_path), api_base="http://127.0.0.1:9")
+    log = Logger(config.log_dir, "info", stderr=io.StringIO())
+    health.PROCESS.attach(tmp_path)
+    made: list[int] = []
+    reported = threading.Event()
+    release = threading.Event()
+    seen: list[Any] = []
+
+    def listener(problem: Any) -> None:
+        seen.append(problem)
+        if problem is not None:
+            reported.set()
+
+    health.PROCESS.add_listener(listener)
+
+    def factory() -> _Client:
+        made.append(1)
+        if len(made) == 1:
+            raise OSError("CA bundle /nowhere/ca.pem: No such file or directory")
+        release.set()
+        return _Client()
+
+    worker = submitter_mod.Submitter(config, log, lambda *_a: None, draw=lambda: 1.0,
+                                     client_factory=factory)
+    worker.start()
+    try:
+        assert reported.wait(10)
+        problem = seen[0]
+        assert problem["code"] == "delivery_stopped" and problem["component"] == "submitter"
+        assert "CA bundle /nowhere/ca.pem" in problem["message"]
+        assert health.running_problems(tmp_path)[0]["code"] == "delivery_stopped"
+        assert release.wait(10)
+        for _ in range(200):
+            if health.PROCESS.current() is None:
+                break
+            threading.Event().wait(0.01)
+        assert health.PROCESS.current() is None  # running again: the problem is gone
+        assert health.running_problems(tmp_path) == []
+    finally:
+        assert worker.stop(5)
+    text = (tmp_path / "logs" / "host.log").read_text()
+    assert "submitter stopped by an internal error; restarting" in text
+
+
+def test_the_full_reason_of_a_network_failure_is_logged(tmp_path: Path) -> None:
+    from flattr_host.api import NetworkError
+    from flattr_host.state import StateStore, TokenStored
+    from flattr_host.store import Store
+    from flattr_host.submitter import Submitter
+    from flattr_host.token_store import TokenStore
+
+    reason = ("POST /rest/v2/flattr/bulk: SSLCertVerificationError: [SSL: "
+              "CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
+              "certificate in certificate chain (_ssl.c:1006)")
+    sent = threading.Event()
+
+    class Failing(_Client):
+        def post_bulk(self, token: str, urls: list[str]) -> Any:
+            sent.set()
+            raise NetworkError(reason)
+
+    config = Config(home=str(tmp_path), api_base="https://127.0.0.1:9", submit_delay_s=0.0,
+                    retry_base_s=3600.0)
+    log = Logger(config.log_dir, "info", stderr=io.StringIO())
+    with Store(config.db_path, log) as store:
+        tokens = TokenStore(store, config.key_path, log)
+        StateStore(store, tokens).apply(TokenStored(True), token="tok-abcdef")
+        from flattr_host.queue import Queue
+
+        Queue(store).enqueue(["https://a.example/"], now=__import__("time").time())
+    worker = Submitter(config, log, lambda *_a: None, client_factory=Failing)
+    worker.start()
+    try:
+        assert sent.wait(10)
+        for _ in range(500):
+            if "delivery failed" in (tmp_path / "logs" / "host.log").read_text():
+                break
+            threading.Event().wait(0.01)
+    finally:
+        assert worker.stop(5)
+    (line,) = [json.loads(x) for x in (tmp_path / "logs" / "host.log").read_text().splitlines()
+               if '"delivery failed"' in x]
+    assert line["reason"] == reason
+
+
+def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flattr_host import attention_service as svc_mod
+    from flattr_host.store import Store
+
+    monkeypatch.setattr(svc_mod, "RESTART_BASE_S", 0.05)
+    log = Logger(tmp_path / "logs", "info", stderr=io.StringIO())
+    store = Store(tmp_path / "host.db", log)
+    steps: list[int] = []
+    reported = threading.Event()
+    resolved = threading.Event()
+
+    def listener(problem: Any) -> None:
+        (reported if problem is not None else resolved).set()
+
+    health.PROCESS.add_listener(listener)
+    original = svc_mod.AttentionService._timer_step
+
+    def flaky(self: Any) -> bool:
+        steps.append(1)
+        if len(steps) == 1:
+            raise RuntimeError("engine bug")
+        return bool(original(self))
+
+    monkeypatch.setattr(svc_mod.AttentionService, "_timer_step", flaky)
+    svc = svc_mod.AttentionService(store, log, timer=True)
+    try:
+        assert reported.wait(10)
+        assert health.PROCESS.problems()[0]["code"] == "attention_stopped"
+        assert resolved.wait(10)
+        assert health.PROCESS.current() is None
+    finally:
+        svc.close()
+        store.close()
+
+
+def test_status_and_doctor_show_a_stopped_thread_and_the_store_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from flattr_host import cli, doctor
+    from flattr_host.store import Store
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLATTR_HOST_HOME", str(home))
+    log = Logger(home / "logs", "info", stderr=io.StringIO())
+    with Store(home / "host.db", log) as store, store.write() as conn:
+        health.write_store_problem(conn, health.make("store_replaced", "the store was damaged"))
+    running_host = health.Health()  # as a running host reports it, beside this process
+    running_host.attach(home)
+    running_host.report("submitter", "delivery_stopped", "delivery stopped by X")
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "problem          the store was damaged" in out
+    assert f"problem          host {os.getpid()}: delivery stopped by X" in out
+    assert cli.main(["status", "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["problem"]["code"] == "store_replaced"
+    assert state["hostProblems"][0]["message"] == "delivery stopped by X"
+    check = doctor.check_problems(home / "host.db", home)
+    assert not check.ok and "delivery stopped by X" in check.detail
+    assert "the store was damaged" in check.detail and "sign in again" in check.fix
+    running_host.resolve("submitter")
+    with Store(home / "host.db", log) as store, store.write() as conn:
+        health.clear_store_problem(conn)
+    assert doctor.check_problems(home / "host.db", home).ok
