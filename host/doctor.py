@@ -358,14 +358,18 @@ def check_store(db: Path) -> Check:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return Check(STORE_READABLE, False, f"{db}: {exc}",
-                     f"move it aside with `{aside}` (the host starts a fresh store; "
-                     "flattrs queued in it are lost)")
+        from flattr_host.store import is_corruption_error
+
+        if is_corruption_error(exc):
+            damage = [str(exc)]
+        else:
+            return Check(STORE_READABLE, False, f"{db}: {exc}",
+                         f"move it aside with `{aside}` (the host starts a fresh store; "
+                         "flattrs queued in it are lost)")
     if damage != ["ok"]:
         return Check(STORE_READABLE, False, f"{db} is damaged: {'; '.join(damage)[:300]}",
-                     "start the browser (or run `flattr-host doctor` again after a host "
-                     "ran): the host keeps a copy, salvages pending flattrs and starts a "
-                     "fresh store")
+                     "start the browser: the host keeps a copy (host.db.corrupt-*), "
+                     "salvages the pending flattrs and starts a fresh store (signed out)")
     if version > len(MIGRATIONS):
         return Check(STORE_READABLE, False,
                      f"{db} has schema {version}, newer than this host's {len(MIGRATIONS)}",
