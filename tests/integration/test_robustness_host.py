@@ -140,7 +140,7 @@ _json: Any = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
     max_leaves=12,
 )
-_types = st.sampled_from(["flattr", "attention-page", "attention-signals", "hello", "get-state", "set-token", "set-subscription", "flattr",
+_types = st.sampled_from(["hello", "get-state", "set-token", "set-subscription", "flattr",
                           "flush", "attention-signals", "attention-page",
                           "attention-settings", "attention-site", "attention-count-all",
                           "sign-out"]) | _text
