@@ -321,7 +321,8 @@ def check_permissions(home: Path) -> Check:
     if os.name != "posix":
         return Check(DATA_PERMISSIONS, True, f"{home} (modes not checked on this OS)")
     loose: list[str] = []
-    dirs = [home] + [p for p in (home / "logs", home / "inspect") if p.is_dir()]
+    dirs = [home] + [p for p in (home / "logs", home / "inspect", home / "health")
+                    if p.is_dir()]
     for folder in dirs:
         if folder.stat().st_mode & 0o077:
             loose.append(f"chmod 700 {shlex.quote(str(folder))}")
@@ -369,7 +370,8 @@ def check_store(db: Path) -> Check:
     if damage != ["ok"]:
         return Check(STORE_READABLE, False, f"{db} is damaged: {'; '.join(damage)[:300]}",
                      "start the browser: the host keeps a copy (host.db.corrupt-*), "
-                     "salvages the pending flattrs and starts a fresh store (signed out)")
+                     "salvages the pending flattrs and starts a fresh store (signed out); "
+                     f"or move it aside yourself with `{aside}`")
     if version > len(MIGRATIONS):
         return Check(STORE_READABLE, False,
                      f"{db} has schema {version}, newer than this host's {len(MIGRATIONS)}",

@@ -15,6 +15,7 @@ from flattr_host.values import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 MAX_ID = 2**53 - 1  # a JavaScript safe integer: the extension picks ids
@@ -222,34 +223,36 @@ def _surrogate_problem(text: str) -> str | None:
 def check_tree(message: dict[str, Any]) -> None:
     """Refuse a lone surrogate in any string or key, and nesting over the limit.
 
-    Iterative, so a frame nested as deep as the JSON parser allows costs a loop,
-    never the interpreter's stack.
+    Iterative, with one iterator per open container: a frame nested as deep as the
+    JSON parser allows costs a loop, never the interpreter's stack, and a list of
+    350,000 items costs no memory beyond the frame itself.
     """
-    stack: list[tuple[Any, list[str | int], int]] = [(message, [], 1)]
+    path: list[str | int] = []
+    stack: list[Iterator[tuple[Any, Any]]] = [iter(message.items())]
     while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, str):
-            problem = _surrogate_problem(value)
+        try:
+            key, child = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            if stack:
+                path.pop()
+            continue
+        if isinstance(key, str):
+            problem = _surrogate_problem(key)
             if problem is not None:
-                raise _FieldError(f"field '{_path_text(path)}' {problem}")
-        elif isinstance(value, dict | list):
-            if depth > MAX_NESTING:
+                raise _FieldError(f"field name '{_path_text([*path, key])}' {problem}")
+        if isinstance(child, str):
+            problem = _surrogate_problem(child)
+            if problem is not None:
+                raise _FieldError(f"field '{_path_text([*path, key])}' {problem}")
+        elif isinstance(child, dict | list):
+            if len(stack) + 1 > MAX_NESTING:
                 raise _FieldError(
-                    f"field '{_path_text(path)}' nests deeper than the limit of "
+                    f"field '{_path_text([*path, key])}' nests deeper than the limit of "
                     f"{MAX_NESTING} levels of objects and lists"
                 )
-            if isinstance(value, dict):
-                for key, child in value.items():
-                    problem = _surrogate_problem(key)
-                    if problem is not None:
-                        shown = _path_text([*path, key])
-                        raise _FieldError(f"field name '{shown}' {problem}")
-                    if isinstance(child, str | dict | list):
-                        stack.append((child, [*path, key], depth + 1))
-            else:
-                for index, child in enumerate(value):
-                    if isinstance(child, str | dict | list):
-                        stack.append((child, [*path, index], depth + 1))
+            path.append(key)
+            stack.append(iter(child.items()) if isinstance(child, dict) else enumerate(child))
 
 
 def ok(request_id: int, result: dict[str, Any]) -> dict[str, Any]:

@@ -501,3 +501,43 @@ def test_status_and_doctor_show_a_stopped_thread_and_the_store_note(
     with Store(home / "host.db", log) as store, store.write() as conn:
         health.clear_store_problem(conn)
     assert doctor.check_problems(home / "host.db", home).ok
+
+
+def test_an_inspector_that_fails_after_start_is_restarted_and_says_so_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flattr_host import inspector as inspector_mod
+
+    monkeypatch.setattr(inspector_mod, "RESTART_BASE_S", 0.05)
+    original = inspector_mod.Inspector._serve
+    calls: list[int] = []
+    seen: list[Any] = []
+    back = threading.Event()
+
+    async def flaky(self: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # serves, then its event loop dies
+            self.port = 1
+            self._write_discovery()
+            self._ready.set()
+            raise RuntimeError("event loop died")
+        await original(self)
+
+    def listener(problem: Any) -> None:
+        seen.append(problem)
+        if problem is None:
+            back.set()
+
+    monkeypatch.setattr(inspector_mod.Inspector, "_serve", flaky)
+    health.PROCESS.add_listener(listener)
+    log = Logger(tmp_path / "logs", "info", stderr=io.StringIO())
+    server = inspector_mod.Inspector(tmp_path, log, lambda _name: {})
+    server.start()
+    try:
+        assert back.wait(10)
+        assert seen[0]["code"] == "inspector_stopped"
+        assert "RuntimeError: event loop died" in seen[0]["message"]
+        found = json.loads(server.discovery.read_text())
+        assert found["port"] == server.port and server.port != 1  # serving again
+    finally:
+        server.stop()
+    assert not server.discovery.exists()
