@@ -19,6 +19,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,16 @@ def test_a_1_mib_frame_is_logged_at_debug_in_a_bounded_line(launcher: Path,
 
 _chars = st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))
 _text = st.text(_chars, max_size=40)
+
+
+def _containers(inner: Any) -> Any:
+    return st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4)
+
+
 _json: Any = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(
         allow_nan=False, allow_infinity=False) | _text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
-    max_leaves=12,
+    _containers, max_leaves=12,
 )
 _types = st.sampled_from(["hello", "get-state", "set-token", "set-subscription", "flattr",
                           "flush", "attention-signals", "attention-page",
@@ -391,3 +397,31 @@ def test_a_delivery_that_keeps_failing_is_said_in_the_state_and_in_status(
         assert "FAIL  no problem reported" in doctor.stdout
     finally:
         process.kill()
+
+
+# -- failures keep their whole reason ----------------------------------------------------
+
+def test_a_tls_failure_is_logged_with_its_whole_reason(launcher: Path, home: Path,
+                                                       site: Any) -> None:
+    # The real fake API over real HTTPS, without its CA: verification fails.
+    process = HostProcess(launcher, home, env={
+        "FLATTR_API_BASE": site.api, "FLATTR_LOG_LEVEL": "info", "FLATTR_SUBMIT_DELAY_S": "0",
+        "FLATTR_RETRY_BASE_S": "3600"})
+    try:
+        assert process.request("hello", **HELLO)["ok"]
+        assert process.request("set-token", accessToken="tok-abcdef",
+                               subscription={"active": True})["ok"]
+        assert process.request("flattr", urls=["https://a.example/"])["ok"]
+        deadline = time.monotonic() + 30
+        lines: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:  # waiting for a log line, not for a backoff
+            lines = [x for x in log_lines(home) if x["msg"] == "delivery failed"]
+            if lines:
+                break
+            time.sleep(0.05)
+    finally:
+        process.kill()
+    assert lines, "no delivery failure was logged"
+    reason = lines[0]["reason"]
+    assert "CERTIFICATE_VERIFY_FAILED" in reason and "certificate verify failed" in reason
+    assert reason.startswith("POST /rest/v2/flattr/bulk: ")
