@@ -51,7 +51,12 @@ def _tool(args: list[str]) -> int:
         import sqlite3
 
         if isinstance(exc, sqlite3.Error):  # e.g. the store is locked by a stuck process
-            sys.stderr.write(f"flattr-host: the store cannot be used: {exc}\n")
+            from flattr_host.store import is_corruption_error
+
+            hint = ("; it is damaged: the next host start keeps a copy, salvages the "
+                    "pending flattrs and starts a fresh store" if is_corruption_error(exc)
+                    else "")
+            sys.stderr.write(f"flattr-host: the store cannot be used: {exc}{hint}\n")
             return 1
         raise
 

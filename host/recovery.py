@@ -217,35 +217,40 @@ def _replace(store: Store, log: Logger, error: BaseException | None,
              probe: sqlite3.Connection, problems: list[str]) -> dict[str, Any]:
     aside = _aside_path(store.path)
     in_place = True
+    salvage = Salvage()
     try:
         page_size = int(probe.execute("PRAGMA page_size").fetchone()[0])
     except sqlite3.DatabaseError:
         in_place = False
     if in_place:
-        # Another connection holds the write lock while the copy is made, so no
-        # host commits to the damaged file between the copy and the reset.
+        # Another connection holds the write lock while the copy is made and
+        # salvaged, so no host commits to the damaged file meanwhile; only the
+        # moment between releasing it and the reset taking it remains.
         guard = sqlite3.connect(store.path, timeout=store.busy_timeout_s,
                                 isolation_level=None)
         try:
-            guard.execute("BEGIN IMMEDIATE")
-            copy = sqlite3.connect(aside)
             try:
-                probe.backup(copy)
-                copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-            finally:
-                copy.close()
-            os.chmod(aside, 0o600)
-        except sqlite3.DatabaseError:
-            in_place = False
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                if os.path.exists(aside + suffix):
-                    os.unlink(aside + suffix)
+                guard.execute("BEGIN IMMEDIATE")  # a lock held too long fails the recovery
+                copy = sqlite3.connect(aside)
+                try:
+                    probe.backup(copy)
+                    copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+                finally:
+                    copy.close()
+                os.chmod(aside, 0o600)
+                salvage = salvage_from(aside)  # still under the write lock
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+                in_place = False
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    if os.path.exists(aside + suffix):
+                        os.unlink(aside + suffix)
         finally:
             if guard.in_transaction:
                 guard.execute("ROLLBACK")
             guard.close()
     if in_place:
-        salvage = salvage_from(aside)
         note = _note(aside, salvage)
         image = _fresh_image(page_size, salvage, note)
         try:
