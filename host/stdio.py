@@ -202,7 +202,12 @@ class Loop:
     def _problem_changed(self, problem: dict[str, Any] | None) -> None:
         """A thread stopped or runs again (any thread): tell the browser at once."""
         last = self._writer.last_state
-        if last is not None and last.get("problem") is not problem:
+        if last is None:
+            return  # the next reply carries the state
+        shown = last.get("problem")
+        if problem is None and shown is not None and "component" not in shown:
+            problem = shown  # the store's note stays (thread problems have a component)
+        if shown is not problem:
             self._writer.state({**last, "problem": problem})
 
     def _store_error(self, exc: BaseException) -> None:
