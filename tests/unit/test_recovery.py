@@ -7,9 +7,11 @@ with garbage, the header and the schema (page 1) intact, found through
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,4 +202,48 @@ def test_the_submitter_replaces_a_store_damaged_at_start_and_goes_on(
     assert state["authenticated"] is False and state["problem"]["code"] == "store_replaced"
     assert 0 < state["queue"]["pending"] < len(URLS)
     assert health.PROCESS.current() is None  # the thread runs: no delivery problem
+    store.close()
+
+
+def test_the_submitter_meeting_damage_mid_run_replaces_the_store_and_lives(
+        home: Path, log: Logger) -> None:
+    config = Config(home=str(home), api_base="http://127.0.0.1:9", submit_delay_s=0.0,
+                    retry_base_s=3600.0)
+    store = Store(config.db_path, log)
+    Queue(store).enqueue(URLS, now=time.time())
+    states: list[Any] = []
+    replaced = threading.Event()
+
+    def on_change(s: Store, t: TokenStore, q: Queue) -> None:
+        from flattr_host.service import build_state
+
+        states.append(build_state(StateStore(s, t), q, time.time(), s))
+        if states[-1]["problem"]:
+            replaced.set()
+
+    from flattr_host.submitter import Submitter
+
+    worker = Submitter(config, log, on_change, client_factory=_NoCalls)
+    worker.start()  # signed out: it checks the store, then sleeps until woken
+    try:
+        log_file = home / "logs" / "host.log"
+        for _ in range(1000):  # waiting for the thread to get there, not for a backoff
+            if log_file.exists() and "submitter sleeping" in log_file.read_text():
+                break
+            time.sleep(0.01)
+        garble(home / "host.db", queue_leaf_pages(home / "host.db")[:3])
+        tokens = TokenStore(store, config.key_path, log)
+        StateStore(store, tokens).apply(TokenStored(True), token="tok-abcdef")
+        worker.wake()  # it claims a batch: the claim reads the damaged pages
+        assert replaced.wait(10), states
+    finally:
+        assert worker.stop(5)
+    state = states[-1]
+    assert state["problem"]["code"] == "store_replaced" and state["authenticated"] is False
+    assert state["queue"]["inFlight"] == 0 and 0 < state["queue"]["pending"] < len(URLS)
+    text = (home / "logs" / "host.log").read_text()
+    (line,) = [json.loads(x) for x in text.splitlines()
+               if "store was damaged; kept aside and replaced" in x]
+    assert "malformed" in line["error"]  # found by a query, not by the start-up check
+    assert "submitter stopped" not in text
     store.close()
