@@ -163,6 +163,7 @@ class Loop:
         self._handling = False
         self._terminate = False
         self._submitter: Any = None
+        self._submitter_failed = False
         self._store: Any = None
         self._deferred_state: dict[str, Any] | None = None
 
@@ -237,11 +238,26 @@ class Loop:
     def wake(self, debounce: bool = False) -> None:
         """Waker interface for the service: start the submitter and wake it."""
         self._start_submitter()
-        self._submitter.wake(debounce=debounce)
+        if self._submitter is not None:
+            self._submitter.wake(debounce=debounce)
 
     def _start_submitter(self) -> None:
-        if self._submitter is not None:
+        """Start delivery once; a submitter that cannot even start is reported, and
+        the host goes on answering (the queue keeps what it is given)."""
+        if self._submitter is not None or self._submitter_failed:
             return
+        try:
+            self._make_submitter()
+        except Exception as exc:
+            from flattr_host import health
+
+            self._submitter_failed = True
+            self._log.exception("the submitter cannot start; delivery stopped", exc)
+            health.PROCESS.report("submitter", "delivery_stopped",
+                                  f"delivery stopped: the submitter cannot start "
+                                  f"({type(exc).__name__}: {str(exc)[:300]})")
+
+    def _make_submitter(self) -> None:
         from flattr_host.service import build_state
         from flattr_host.submitter import Submitter
 

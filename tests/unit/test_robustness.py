@@ -541,3 +541,24 @@ def test_an_inspector_that_fails_after_start_is_restarted_and_says_so_meanwhile(
     finally:
         server.stop()
     assert not server.discovery.exists()
+
+
+def test_a_submitter_that_cannot_even_start_is_reported_and_the_host_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flattr_host import submitter as submitter_mod
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise ImportError("cannot import name 'AESGCM'")
+
+    monkeypatch.setattr(submitter_mod, "Submitter", broken)
+    run = Run(tmp_path / "home", "info")
+    sent = [{"id": 1, "type": "hello", "extension": {"id": "x", "version": "1", "build": "t"}},
+            {"id": 2, "type": "flattr", "urls": ["https://a.example/"]},
+            {"id": 3, "type": "get-state"}]
+    status, frames = run(b"".join(frame(x) for x in sent))
+    assert status == EXIT_OK
+    got = replies(frames)
+    assert [r["id"] for r in got] == [1, 2, 3] and all(r["ok"] for r in got)
+    assert got[1]["result"] == {"queued": 1}
+    problem = got[2]["result"]["problem"]
+    assert problem["code"] == "delivery_stopped" and "AESGCM" in problem["message"]
