@@ -7,7 +7,10 @@ read-modify-write sequences serialize instead of losing updates, and a busy
 timeout makes writers wait for each other rather than fail.
 
 A file that is not a usable database is moved aside (``host.db.corrupt-<time>``)
-and a fresh one is created: a broken store means signed out, never a crash.
+and a fresh one is created: a broken store means signed out, never a crash. Damage
+found later, while hosts run on the file, is handled the same way by
+:mod:`flattr_host.recovery`; a store whose path names another file than the one it
+has open (moved aside by another connection) reopens it at its next transaction.
 """
 
 from __future__ import annotations

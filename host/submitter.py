@@ -77,6 +77,7 @@ class Submitter:
         self._thread: threading.Thread | None = None
         self._renew_queue: Queue | None = None
         self._last_housekeeping = 0.0
+        self._session_started = False
 
     # --- called from the message loop --------------------------------------------
     def start(self) -> None:
@@ -129,7 +130,9 @@ class Submitter:
                     self._session()
                     return
                 except Exception as exc:
-                    failures += 1
+                    # A session that had started counts as a first failure again.
+                    failures = 1 if self._session_started else failures + 1
+                    self._session_started = False
                     policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
                     wait = retry.next_attempt_at(0.0, failures, policy, self._draw())
                     self._log.exception("submitter stopped by an internal error; restarting",
@@ -158,6 +161,7 @@ class Submitter:
             )
             try:
                 self._startup(store, tokens, queue)
+                self._session_started = True
                 health.PROCESS.resolve("submitter")
                 while self._guarded_cycle(store, tokens, states, queue, client):
                     pass
@@ -176,9 +180,10 @@ class Submitter:
             going_on = self._cycle(store, tokens, states, queue, client)
         except Exception as exc:
             client.close()
-            if is_corruption_error(exc):
-                # Handled as at start-up: kept aside, fresh store, signed out.
-                recovery.recover(store, self._log, exc)
+            # Damage is handled as at start-up: kept aside, fresh store, signed out.
+            # An error the integrity check does not confirm is an error like any
+            # other (logged, paused): never a loop that spins on it.
+            if is_corruption_error(exc) and recovery.recover(store, self._log, exc):
                 self._on_change(store, tokens, queue)
                 return not self._stopping
             self._log.exception("submitter error; trying again shortly", exc)

@@ -562,3 +562,43 @@ def test_a_submitter_that_cannot_even_start_is_reported_and_the_host_answers(
     assert got[1]["result"] == {"queued": 1}
     problem = got[2]["result"]["problem"]
     assert problem["code"] == "delivery_stopped" and "AESGCM" in problem["message"]
+
+
+def test_a_damage_error_the_check_does_not_confirm_pauses_like_any_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import time
+
+    from flattr_host import submitter as submitter_mod
+    from flattr_host.queue import Queue
+    from flattr_host.state import StateStore, TokenStored
+    from flattr_host.store import Store
+    from flattr_host.token_store import TokenStore
+
+    monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 60.0)
+    calls: list[int] = []
+    reported = threading.Event()
+
+    class Malformed(_Client):
+        def post_bulk(self, token: str, urls: list[str]) -> Any:
+            calls.append(1)
+            error = sqlite3.DatabaseError("database disk image is malformed")
+            error.sqlite_errorcode = 11  # type: ignore[attr-defined]
+            raise error
+
+    config = Config(home=str(tmp_path), api_base="http://127.0.0.1:9", submit_delay_s=0.0)
+    log = Logger(config.log_dir, "info", stderr=io.StringIO())
+    with Store(config.db_path, log) as store:
+        StateStore(store, TokenStore(store, config.key_path, log)).apply(
+            TokenStored(True), token="tok-abcdef")
+        Queue(store).enqueue(["https://a.example/"], now=time.time())
+    health.PROCESS.add_listener(lambda p: reported.set() if p else None)
+    worker = submitter_mod.Submitter(config, log, lambda *_a: None, client_factory=Malformed)
+    worker.start()
+    try:
+        assert reported.wait(10)
+        assert "DatabaseError" in health.PROCESS.problems()[0]["message"]
+    finally:
+        assert worker.stop(5)
+    assert calls == [1]  # paused after the error, no second try at once
+    assert not list(tmp_path.glob("host.db.corrupt-*"))
