@@ -20,7 +20,7 @@ from _thread import allocate_lock
 
 from flattr_host import caller as caller_mod
 from flattr_host import config as config_mod
-from flattr_host import framing
+from flattr_host import framing, health
 from flattr_host import messages as m
 from flattr_host.errors import (
     CallerRefused,
@@ -108,7 +108,17 @@ class FrameWriter:
                 self._log.warning("browser end of the pipe is gone", error=str(exc))
 
     def state(self, state: dict[str, Any]) -> None:
-        """Push a state event unless it equals the last one pushed."""
+        """Push a state event unless it equals the last one pushed.
+
+        The problem shown is this process's current one (a thread may have
+        stopped or run again since ``state`` was read; docs/protocol.md#state).
+        """
+        current = health.PROCESS.current()
+        shown = state.get("problem")
+        if current is not None and shown is not current:
+            state = {**state, "problem": current}
+        elif current is None and shown is not None and "component" in shown:
+            state = {**state, "problem": None}  # that thread runs again
         with self._lock:
             if state == self._last_state:
                 return
@@ -185,8 +195,6 @@ class Loop:
             signal.signal(signal.SIGTERM, self._on_sigterm)
         except ValueError:  # not the main thread (in-process tests): no handler
             pass
-        from flattr_host import health
-
         self._store = store
         health.PROCESS.attach(self._config.home)
         health.PROCESS.add_listener(self._problem_changed)
@@ -249,8 +257,6 @@ class Loop:
         try:
             self._make_submitter()
         except Exception as exc:
-            from flattr_host import health
-
             self._submitter_failed = True
             self._log.exception("the submitter cannot start; delivery stopped", exc)
             health.PROCESS.report("submitter", "delivery_stopped",

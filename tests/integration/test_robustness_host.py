@@ -286,6 +286,13 @@ def garble(db: Path, pages: list[int]) -> None:
         for page in pages:
             handle.seek((page - 1) * size)
             handle.write(os.urandom(size))
+    # A commit by another connection: every open connection drops its page cache
+    # at its next transaction and reads the pages from the file, as after a
+    # restart (else pages it had cached would hide the damage until evicted).
+    conn = sqlite3.connect(db, timeout=30)
+    conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('test.bump', '1')")
+    conn.commit()
+    conn.close()
 
 
 def fill(host: HostProcess) -> None:
@@ -294,6 +301,11 @@ def fill(host: HostProcess) -> None:
                         subscription={"active": True})["result"] == {"authenticated": True}
     assert host.request("attention-site", site="blog.example", enabled=True)["ok"]
     assert host.request("flattr", urls=URLS)["result"] == {"queued": len(URLS)}
+    # Until every item was tried once (port 9 refuses) and backs off: the host is
+    # idle, no transaction in flight whose cached pages could overwrite the damage.
+    host.wait_event(lambda s: s["queue"]["inFlight"] == 0 and s["queue"]["pending"] == len(URLS)
+                    and (s["queue"]["nextAttemptAt"] or 0) > time.time() * 1000 + 1000,
+                    timeout=30)
 
 
 def assert_replaced(home: Path, state: dict[str, Any]) -> None:

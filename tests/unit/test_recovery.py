@@ -45,6 +45,13 @@ def garble(db: Path, pages: list[int]) -> None:
         for page in pages:
             handle.seek((page - 1) * size)
             handle.write(os.urandom(size))
+    # A commit by another connection: every open connection drops its page cache
+    # at its next transaction and reads the pages from the file, as after a
+    # restart (else pages it had cached would hide the damage until evicted).
+    conn = sqlite3.connect(db, timeout=30)
+    conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('test.bump', '1')")
+    conn.commit()
+    conn.close()
 
 
 @pytest.fixture
