@@ -215,14 +215,16 @@ def test_a_reply_that_cannot_be_encoded_becomes_internal_and_the_host_goes_on(
     # The second line of defence: suppose validation let a lone surrogate through.
     monkeypatch.setattr(m, "check_tree", lambda _message: None)
     run = Run(tmp_path / "home", level)
-    sent = [{"id": 1, "type": "attention-page", "url": SURROGATE_URL},
-            {"id": 2, "type": "get-state"}]
+    sent = [{"id": 1, "type": "attention-page", "url": SURROGATE_URL},  # the reply echoes it
+            {"id": 2, "type": "flattr", "urls": [SURROGATE_URL]},  # SQLite cannot bind it
+            {"id": 3, "type": "get-state"}]
     status, frames = run(b"".join(frame(x) for x in sent))
     assert status == EXIT_OK
     got = replies(frames)
-    assert [r["id"] for r in got] == [1, 2]
-    assert got[0]["error"] == {"code": "internal", "message": "internal error; see the host log"}
-    assert got[1]["ok"] is True
+    assert [r["id"] for r in got] == [1, 2, 3]
+    internal = {"code": "internal", "message": "internal error; see the host log"}
+    assert got[0]["error"] == internal and got[1]["error"] == internal
+    assert got[2]["ok"] is True and got[2]["result"]["queue"]["pending"] == 0
     assert any(line["msg"] == "reply not sent: it cannot be encoded" and "UnicodeEncodeError"
                in line["error"] for line in run.log_lines())
 
