@@ -29,13 +29,16 @@ logged at ``debug`` only.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from flattr_host import attention_store as rows
+from flattr_host import health, recovery, retry
 from flattr_host.attention import (
     AttentionEngine,
     AudibleChanged,
@@ -61,7 +64,7 @@ from flattr_host.errors import StoreBusy
 from flattr_host.logs import Logger
 from flattr_host.messages import AttentionSignal
 from flattr_host.queue import insert_pending
-from flattr_host.store import Store
+from flattr_host.store import Store, is_corruption_error
 from flattr_host.urlnorm import UrlError, normalize
 
 #: Counters not updated for this long are deleted (config ``attention_max_age_s``).
@@ -69,6 +72,46 @@ DEFAULT_MAX_AGE_S = 90 * 86400.0
 PRUNE_EVERY_S = 86400.0
 #: After a failed save the timer tries again this much later (not in a tight loop).
 RETRY_SAVE_S = 1.0
+
+#: The timer thread, after an unexpected error, runs again after a backoff of this
+#: base and cap; meanwhile the state's problem says attention stopped.
+RESTART_BASE_S = 1.0
+RESTART_CAP_S = 300.0
+
+#: What a row whose values cannot be stored raises before SQLite runs the statement
+#: (text that is not UTF-8, a number out of range): that row alone is rejected.
+#: Errors from SQLite itself (a lock, a full disk, damage, a refused insert) keep
+#: the whole step's backlog for the next try, as one transaction.
+_ROW_ERRORS = (sqlite3.InterfaceError, sqlite3.ProgrammingError, UnicodeError, ValueError,
+               TypeError, OverflowError)
+
+
+def _checked(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` if its numbers fit the table's rules, else ValueError (a NaN would
+    reach SQLite as NULL and fail the whole transaction)."""
+    for key in ("attention_s", "audio_s"):
+        value = float(record[key])
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+    return record
+
+
+def _save_counter(conn: sqlite3.Connection, counter: PageCounter, now: float) -> None:
+    rows.upsert_counters(conn, [_checked(counter.to_record())], now)
+
+
+def _row_problem(conn: sqlite3.Connection, write: Callable[[], object]) -> str | None:
+    """Run ``write`` in a savepoint; on a row error undo just it and return why."""
+    conn.execute("SAVEPOINT attention_row")
+    try:
+        write()
+    except _ROW_ERRORS as exc:
+        conn.execute("ROLLBACK TO attention_row")
+        conn.execute("RELEASE attention_row")
+        return f"{type(exc).__name__}: {exc}"[:300]
+    conn.execute("RELEASE attention_row")
+    return None
+
 
 def to_signal(spec: AttentionSignal, at: float) -> Signal:
     """The engine's signal for a validated protocol signal, stamped ``at``."""
@@ -149,6 +192,8 @@ class AttentionService:
         self._backlog_counters: dict[str, PageCounter] = {}
         self._backlog_urls: list[tuple[Decision, str]] = []
         self._save_wanted = False
+        self._failing = False  # the timer failed and has not had a good step since
+        self._rejected = 0  # rows that could not be stored (logged at warning once each)
         self._retry_at: float | None = None
         # A read only: another process may hold the write lock. Pruning at start is
         # the first save's job (the timer thread's, off the message loop).
@@ -402,10 +447,13 @@ class AttentionService:
                 self._cond.notify_all()
             if raise_errors:
                 raise
-            if isinstance(exc, StoreBusy | sqlite3.OperationalError):
+            if isinstance(exc, StoreBusy) or (isinstance(exc, sqlite3.OperationalError)
+                                              and not is_corruption_error(exc)):
                 self._log.warning("saving attention failed; will retry", error=str(exc)[:200])
             else:
                 self._log.exception("saving attention failed; will retry", exc)
+            if is_corruption_error(exc):
+                self._recover(exc)
             return 0
         with self._cond:
             self._retry_at = None
@@ -435,14 +483,27 @@ class AttentionService:
         pending, counters = self._backlog_urls, self._backlog_counters
         self._backlog_urls, self._backlog_counters = [], {}
         now = self._wall()
+        rejected: set[str] = set()
         try:
             # Another host sharing the store may have queued a threshold already.
             done = rows.stored_next_index(conn, {d.url for d, _u in pending})
             urls = [u for d, u in pending if d.reason == "manual" or d.ordinal > done.get(d.url, 0)]
             urls += extra
-            rows.upsert_counters(conn, [c.to_record() for c in counters.values()], now)
-            if urls:
-                insert_pending(conn, urls, now)
+            # One row per savepoint: a row that cannot be stored (text that is not
+            # UTF-8, a value out of range) is rejected alone; the rest is saved.
+            for counter in counters.values():
+                why = _row_problem(conn, partial(_save_counter, conn, counter, now))
+                if why is not None:
+                    self._reject("counter", counter.url, why)
+                    self._engine.forget([counter.url])
+                    rejected.add(counter.url)
+            queued: list[str] = []
+            for url in urls:
+                why = _row_problem(conn, partial(insert_pending, conn, [url], now))
+                if why is None:
+                    queued.append(url)
+                else:
+                    self._reject("flattr", url, why)
             self._generation = generation
             if prune and self._mono() >= self._next_prune:
                 # After the upsert: what we just wrote is fresh and stays.
@@ -458,10 +519,25 @@ class AttentionService:
             conn.execute("COMMIT")
         except BaseException:
             self._generation = generation
-            self._put_back(pending, counters, manual)
+            kept = {u: c for u, c in counters.items() if u not in rejected}
+            self._put_back(pending, kept, manual)
             raise
-        self._known.update(counters)
-        return urls
+        self._known.update(u for u in counters if u not in rejected)
+        return queued
+
+    def _reject(self, kind: str, url: str, why: str) -> None:
+        self._rejected += 1
+        self._log.warning(f"attention {kind} rejected: it cannot be stored", reason=why,
+                          rejected=self._rejected)
+        self._log.debug(f"attention {kind} rejected", url=url.encode("utf-8", "backslashreplace")
+                        .decode("utf-8"), reason=why)
+
+    def _recover(self, exc: BaseException) -> None:
+        """The store is damaged: replaced as at start-up (the backlog is kept)."""
+        try:
+            recovery.recover(self._store, self._log, exc)
+        except Exception as failure:
+            self._log.exception("replacing the damaged store failed", failure)
 
     def _put_back(self, pending: list[tuple[Decision, str]], counters: dict[str, PageCounter],
                   manual: str | None) -> None:
@@ -488,23 +564,60 @@ class AttentionService:
                               if d.reason == "manual" or not deleted(d.url)]
 
     def _run(self) -> None:
-        """The timer thread: sleep until the next change or a save is asked, save, repeat."""
+        """The timer thread: sleep until the next change or a save is asked, save, repeat.
+
+        An unexpected error is logged, reported as the state's problem, and the
+        loop runs again after a backoff; the problem goes with the next good step.
+        """
+        failures = 0
         try:
             while True:
-                with self._cond:
-                    if self._stopping:
+                try:
+                    if not self._timer_step():
                         return
-                    now = self._mono()
-                    due = self._due(now)
-                    if due > now:
-                        self._cond.wait(due - now)  # notified when a step re-arms
-                        continue
-                    self._save_wanted = False
-                queued = self._save(prune=True)
-                if queued:
-                    self._notify(queued)
-        except Exception as exc:
-            self._log.exception("attention timer stopped by an internal error", exc)
+                    failures = 0
+                except Exception as exc:
+                    self._failing = True
+                    failures += 1
+                    policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
+                    wait = retry.ceiling(failures, policy)
+                    self._log.exception("attention timer stopped by an internal error; "
+                                        "restarting", exc, restarts=failures, in_s=wait)
+                    health.PROCESS.report(
+                        "attention", "attention_stopped",
+                        f"attention stopped by an internal error ({type(exc).__name__}: "
+                        f"{str(exc)[:300]}); restarting in {wait:g} s")
+                    with self._cond:
+                        if not self._stopping:
+                            self._cond.wait(wait)
+        finally:
+            if not self._stopping:  # only something like SystemExit gets here
+                health.PROCESS.report("attention", "attention_stopped",
+                                      "attention stopped: its timer thread ended")
+
+    def _timer_step(self) -> bool:
+        """Sleep until due, or save once; False when stopping."""
+        with self._cond:
+            if self._stopping:
+                return False
+            now = self._mono()
+            due = self._due(now)
+            if due > now:
+                self._running_again()
+                self._cond.wait(due - now)  # notified when a step re-arms
+                return True
+            self._save_wanted = False
+        queued = self._save(prune=True)
+        if queued:
+            self._notify(queued)
+        self._running_again()
+        return True
+
+    def _running_again(self) -> None:
+        """A step went through after a failure: the problem is over."""
+        if self._failing:
+            self._failing = False
+            health.PROCESS.resolve("attention")
 
     def _due(self, now: float) -> float:
         """When the timer must save next (engine lock held)."""

@@ -51,7 +51,12 @@ def _tool(args: list[str]) -> int:
         import sqlite3
 
         if isinstance(exc, sqlite3.Error):  # e.g. the store is locked by a stuck process
-            sys.stderr.write(f"flattr-host: the store cannot be used: {exc}\n")
+            from flattr_host.store import is_corruption_error
+
+            hint = ("; it is damaged: the next host start keeps a copy, salvages the "
+                    "pending flattrs and starts a fresh store" if is_corruption_error(exc)
+                    else "")
+            sys.stderr.write(f"flattr-host: the store cannot be used: {exc}{hint}\n")
             return 1
         raise
 
@@ -375,6 +380,7 @@ def _status(options: Any) -> int:
     import json
     import time
 
+    from flattr_host import health
     from flattr_host.queue import Queue
     from flattr_host.service import build_state
     from flattr_host.state import StateStore
@@ -383,8 +389,10 @@ def _status(options: Any) -> int:
     config, log, store = _open()
     with store:
         tokens = TokenStore(store, config.key_path, log, config.key_backend)
-        state = build_state(StateStore(store, tokens), Queue(store), time.time())
+        state = build_state(StateStore(store, tokens), Queue(store), time.time(), store)
     state["home"] = str(config.home)
+    # Threads of running hosts that stopped (delivery, attention, inspector).
+    state["hostProblems"] = health.running_problems(config.home)
     if options.json:
         print(json.dumps(state, indent=2))
         return 0
@@ -402,6 +410,10 @@ def _status(options: Any) -> int:
     if q["nextAttemptAt"]:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q["nextAttemptAt"] / 1000))
         print(f"next attempt     {when}")
+    if state["problem"]:
+        print(f"problem          {state['problem']['message']}")
+    for problem in state["hostProblems"]:
+        print(f"problem          host {problem['pid']}: {problem['message']}")
     return 0
 
 

@@ -48,6 +48,7 @@ DATA_PERMISSIONS = "data directory permissions"
 STORE_READABLE = "store readable"
 TOKEN_KEY = "token key"  # noqa: S105 - a check name
 TOKEN_DECRYPTABLE = "token decryptable"  # noqa: S105 - a check name
+NO_PROBLEM = "no problem reported"
 API_REACHABLE = "API reachable"
 
 
@@ -360,7 +361,8 @@ def check_permissions(home: Path) -> Check:
     if os.name != "posix":
         return Check(DATA_PERMISSIONS, True, f"{home} (modes not checked on this OS)")
     loose: list[str] = []
-    dirs = [home] + [p for p in (home / "logs", home / "inspect") if p.is_dir()]
+    dirs = [home] + [p for p in (home / "logs", home / "inspect", home / "health")
+                    if p.is_dir()]
     for folder in dirs:
         if folder.stat().st_mode & 0o077:
             loose.append(f"chmod 700 {shlex.quote(str(folder))}")
@@ -393,12 +395,23 @@ def check_store(db: Path) -> Check:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.execute("SELECT count(*) FROM queue").fetchone()
             conn.execute("SELECT count(*) FROM token").fetchone()
+            damage = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return Check(STORE_READABLE, False, f"{db}: {exc}",
-                     f"move it aside with `{aside}` (the host starts a fresh store; "
-                     "flattrs queued in it are lost)")
+        from flattr_host.store import is_corruption_error
+
+        if is_corruption_error(exc):
+            damage = [str(exc)]
+        else:
+            return Check(STORE_READABLE, False, f"{db}: {exc}",
+                         f"move it aside with `{aside}` (the host starts a fresh store; "
+                         "flattrs queued in it are lost)")
+    if damage != ["ok"]:
+        return Check(STORE_READABLE, False, f"{db} is damaged: {'; '.join(damage)[:300]}",
+                     "start the browser: the host keeps a copy (host.db.corrupt-*), "
+                     "salvages the pending flattrs and starts a fresh store (signed out); "
+                     f"or move it aside yourself with `{aside}`")
     if version > len(MIGRATIONS):
         return Check(STORE_READABLE, False,
                      f"{db} has schema {version}, newer than this host's {len(MIGRATIONS)}",
@@ -507,6 +520,35 @@ def check_token(db: Path, key_path: Path,
     return Check(TOKEN_DECRYPTABLE, True, "the stored token decrypts (not shown)")
 
 
+def check_problems(db: Path, home: Path) -> Check:
+    """The store's problem note and the problems of running hosts (flattr_host.health)."""
+    import sqlite3
+
+    from flattr_host import health
+
+    found: list[str] = []
+    fixes: list[str] = []
+    if db.exists():
+        try:
+            conn = _open_ro(db)
+            try:
+                note = health.read_store_problem(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            note = None  # the store check reports it
+        if note is not None:
+            found.append(str(note.get("message")))
+            fixes.append("sign in again on flattr.com (that clears the note)")
+    for problem in health.running_problems(home):
+        found.append(f"host {problem.get('pid')}: {problem.get('message')}")
+        fixes.append("see `flattr-host logs --level error`; the host retries by itself, "
+                     "restarting the browser restarts it")
+    if found:
+        return Check(NO_PROBLEM, False, "; ".join(found)[:600], "; ".join(dict.fromkeys(fixes)))
+    return Check(NO_PROBLEM, True, "none")
+
+
 def check_api(base: str, ca_bundle: str | None, timeout: float,
               environ: Mapping[str, str] | None = None) -> Check:
     """Any HTTP answer from ``GET <base>/rest/v2/rate_limit`` (not rate limited) is ok.
@@ -611,6 +653,7 @@ def run(options: Any, plat: inst.Platform, environ: Mapping[str, str],
                                        key_found))
     else:
         data.skipped += [TOKEN_KEY, TOKEN_DECRYPTABLE]
+    data.checks.append(check_problems(Path(config.db_path), Path(config.home)))
     sections: list[Section] = []
     for browser in browsers:
         family = custom.manifest_family if custom else inst.browser_info(browser).family

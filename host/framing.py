@@ -31,8 +31,10 @@ class Decoder:
     """Turns a byte stream into frame payloads, buffering partial frames.
 
     ``feed`` returns the payloads completed by the new bytes, in order. A length
-    header over the limit raises :class:`FrameTooLarge`; the stream cannot be
-    resynchronised after that, so every later ``feed`` raises it again.
+    header over the limit breaks the stream for good (it cannot be resynchronised):
+    the payloads completed before it in the same ``feed`` are still returned, and
+    :attr:`broken` holds the :class:`FrameTooLarge`; a ``feed`` that completes no
+    payload first raises it, and so does every later ``feed``.
     """
 
     def __init__(self, limit: int = DEFAULT_INBOUND_LIMIT) -> None:
@@ -41,6 +43,11 @@ class Decoder:
         self._limit = limit
         self._buffer = bytearray()
         self._broken: FrameTooLarge | None = None
+
+    @property
+    def broken(self) -> FrameTooLarge | None:
+        """The error that ended the stream, or None while it is readable."""
+        return self._broken
 
     @property
     def buffered(self) -> int:
@@ -57,6 +64,8 @@ class Decoder:
             (size,) = HEADER.unpack_from(self._buffer)
             if size > self._limit:
                 self._broken = FrameTooLarge(size, self._limit)
+                if payloads:
+                    return payloads  # answer the complete requests before it first
                 raise self._broken
             end = HEADER.size + size
             if len(self._buffer) < end:

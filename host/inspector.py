@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flattr_host import __version__
+from flattr_host import __version__, health, retry
 from flattr_host.config import Config
 from flattr_host.logs import Logger, redact
 
@@ -49,6 +49,9 @@ SECRET_HEADER = "X-Flattr-Inspect-Secret"  # noqa: S105 - a header name
 CLIENT_QUEUE = 1000  # events buffered per client; a client that falls behind loses events
 MAX_QUERY = 4096  # bytes; queries are tiny
 START_TIMEOUT_S = 5.0
+#: A server that failed after it had started is started again after this backoff.
+RESTART_BASE_S = 1.0
+RESTART_CAP_S = 300.0
 
 _started: list[Inspector] = []  # the one inspector of this process, kept alive
 
@@ -102,6 +105,7 @@ class Inspector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_state: dict[str, Any] | None = None
         self._state_lock = threading.Lock()
@@ -122,6 +126,7 @@ class Inspector:
         return self.port
 
     def stop(self) -> None:
+        self._halt.set()
         if self._loop is not None and self._stop is not None:
             with contextlib.suppress(RuntimeError):  # loop already closed
                 self._loop.call_soon_threadsafe(self._stop.set)
@@ -130,12 +135,31 @@ class Inspector:
         self.discovery.unlink(missing_ok=True)
 
     def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except Exception as exc:
-            self._log.exception("inspector stopped", exc)
-        finally:
-            self._ready.set()
+        """The server thread. A server that fails after it started is started again
+        with backoff (the discovery file goes meanwhile, the state's problem says so);
+        one that never started is reported by :meth:`start`.
+        """
+        failures = 0
+        while not self._halt.is_set():
+            try:
+                asyncio.run(self._serve())
+                return
+            except Exception as exc:
+                self.discovery.unlink(missing_ok=True)
+                if self.port is None:
+                    self._log.exception("inspector stopped", exc)
+                    return
+                failures += 1
+                wait = retry.ceiling(failures, retry.Policy(RESTART_BASE_S, RESTART_CAP_S))
+                self._log.exception("inspector stopped by an internal error; restarting", exc,
+                                    restarts=failures, in_s=wait)
+                health.PROCESS.report(
+                    "inspector", "inspector_stopped",
+                    f"the live inspector stopped ({type(exc).__name__}: {str(exc)[:300]}); "
+                    f"restarting in {wait:g} s")
+                self._halt.wait(wait)
+            finally:
+                self._ready.set()
 
     async def _serve(self) -> None:
         from websockets.asyncio.server import serve
@@ -146,6 +170,7 @@ class Inspector:
                          max_size=MAX_QUERY, server_header=None) as server:
             self.port = int(next(iter(server.sockets)).getsockname()[1])
             self._write_discovery()
+            health.PROCESS.resolve("inspector")
             self._ready.set()
             await self._stop.wait()
 
@@ -267,7 +292,8 @@ def _host_queries(config: Config, log: Logger) -> Callable[[str], dict[str, Any]
         if name == "queue":
             counts: dict[str, Any] = opened["queue"].counts()
             return counts
-        state: dict[str, Any] = build_state(opened["states"], opened["queue"], time.time())
+        state: dict[str, Any] = build_state(opened["states"], opened["queue"], time.time(),
+                                            opened["store"])
         return state
 
     return query

@@ -48,18 +48,85 @@ except ImportError:  # pragma: no cover - Windows
         pass
 
 
-def redact(value: Any) -> Any:
-    """Return ``value`` with secrets masked, recursively; never modifies the input."""
+#: Redaction stops descending here: no log call can exhaust the interpreter's stack.
+MAX_DEPTH = 32
+TOO_DEEP = f"[nested deeper than {MAX_DEPTH} levels]"
+
+#: Bounds of :func:`preview` (a frame logged at debug): nodes, characters per string.
+PREVIEW_NODES = 200
+PREVIEW_CHARS = 512
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower() in _SECRET_KEYS
+
+
+def _mask(text: str) -> str:
+    return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """Return ``value`` with secrets masked, recursively; never modifies the input.
+
+    Containers nested deeper than :data:`MAX_DEPTH` are replaced by a marker.
+    """
+    if isinstance(value, dict | list | tuple) and _depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
         return {
-            k: (REDACTED if isinstance(k, str) and k.lower() in _SECRET_KEYS else redact(v))
+            k: (REDACTED if _is_secret_key(k) else redact(v, _depth + 1))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [redact(v, _depth + 1) for v in value]
     if isinstance(value, str):
-        return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        return _mask(value)
     return value
+
+
+def preview(value: Any) -> tuple[Any, bool]:
+    """A redacted copy of ``value`` cut to a bounded size, and whether it was cut.
+
+    At most :data:`PREVIEW_NODES` values are copied (a frame of 350,000 ``{}``
+    costs what 200 do), strings keep :data:`PREVIEW_CHARS` characters and say how
+    many more there were, depth stops at :data:`MAX_DEPTH`. For debug lines about
+    whole frames; the caller logs the frame's byte count beside it.
+    """
+    budget = [PREVIEW_NODES]
+    cut = [False]
+
+    def copy(item: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if isinstance(item, str):
+            text = _mask(item)
+            if len(text) > PREVIEW_CHARS:
+                cut[0] = True
+                return f"{text[:PREVIEW_CHARS]}...[{len(text) - PREVIEW_CHARS} more chars]"
+            return text
+        if not isinstance(item, dict | list | tuple):
+            return item
+        if depth >= MAX_DEPTH:
+            cut[0] = True
+            return TOO_DEEP
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        out: dict[Any, Any] | list[Any] = {} if isinstance(item, dict) else []
+        for key, child in pairs:
+            if budget[0] <= 0:
+                cut[0] = True
+                more = f"...[{len(item) - len(out)} more items]"
+                if isinstance(out, dict):
+                    out["..."] = more
+                else:
+                    out.append(more)
+                break
+            value_copy = REDACTED if _is_secret_key(key) else copy(child, depth + 1)
+            if isinstance(out, dict):
+                out[key] = value_copy
+            else:
+                out.append(value_copy)
+        return out
+
+    return copy(value, 0), cut[0]
 
 
 class Logger:
@@ -135,8 +202,20 @@ class Logger:
         self.log("error", msg, error=f"{type(exc).__name__}: {exc}", trace=trace, **fields)
 
     def log(self, level: str, msg: str, **fields: Any) -> None:
+        """Write one record; never raises (a log line must not fail a request)."""
         if LEVELS[level] < self.level:
             return
+        try:
+            self._log(level, msg, fields)
+        except Exception as exc:
+            # The fields could not be written (e.g. an object whose str() raises):
+            # say so, without them, rather than lose the line or the caller.
+            try:
+                self._log(level, msg, {"log_error": f"{type(exc).__name__}: {exc}"[:500]})
+            except Exception:  # noqa: S110 - the last resort is silence, never a crash
+                pass
+
+    def _log(self, level: str, msg: str, fields: dict[str, Any]) -> None:
         now = time.time()
         record: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
@@ -176,7 +255,9 @@ class Logger:
     def _write(self, line: str) -> None:
         if self._dir is None:
             return
-        data = (line + "\n").encode("utf-8")
+        # A lone surrogate (from a JSON "\\ud800" escape) cannot be UTF-8: it is
+        # written as the same escape, so the line stays valid JSON.
+        data = (line + "\n").encode("utf-8", "backslashreplace")
         if self._held is not None:
             self._held.append(data)
             return

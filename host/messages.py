@@ -15,6 +15,7 @@ from flattr_host.values import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 MAX_ID = 2**53 - 1  # a JavaScript safe integer: the extension picks ids
@@ -22,6 +23,10 @@ MAX_TOKEN_CHARS = 4096
 MAX_URL_BYTES = 8192
 MAX_URLS_PER_REQUEST = 1000
 MAX_LABEL_CHARS = 128
+#: Objects and lists nested in a request, the request itself included. The deepest
+#: request type (attention-signals) needs 3; anything far deeper is refused before
+#: any code walks it recursively.
+MAX_NESTING = 16
 
 # One regex scan instead of a Python loop per character: the check is on the hot
 # path of every `flattr` request (docs/performance.md, durable enqueue). ``re`` is
@@ -33,6 +38,11 @@ _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _PLAIN_HTTP_URL = re.compile(
     r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?#][^\x00-\x20\x7f]*)?\Z"
 )
+
+# A lone surrogate can only come from a JSON escape (the payload itself is UTF-8),
+# so a payload without one of these escapes needs no walk for them.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -153,13 +163,25 @@ def read_id(message: dict[str, Any]) -> int | None:
     return None
 
 
-def parse_request(message: dict[str, Any]) -> Request:
-    """Validate a decoded frame as a request of a known type."""
+def parse_request(message: dict[str, Any], payload: bytes | None = None) -> Request:
+    """Validate a decoded frame as a request of a known type.
+
+    Every string (field names included) must be encodable as UTF-8, and nothing
+    may nest deeper than :data:`MAX_NESTING`, in known and unknown fields alike: a
+    reply or a log line echoing such a value could not be written. ``payload``,
+    the frame the message was decoded from, lets both checks be skipped when its
+    bytes show they cannot fail.
+    """
     request_id = read_id(message)
     if request_id is None:
         raise RequestError(
             INVALID_REQUEST, f"field 'id' must be an integer from 0 to {MAX_ID}", None
         )
+    if payload is None or _may_break_rules(payload):
+        try:
+            check_tree(message)
+        except _FieldError as exc:
+            raise RequestError(INVALID_REQUEST, str(exc), request_id) from None
     kind = message.get("type")
     if not isinstance(kind, str):
         raise RequestError(INVALID_REQUEST, "field 'type' must be a string", request_id)
@@ -173,6 +195,70 @@ def parse_request(message: dict[str, Any]) -> Request:
     except _FieldError as exc:
         raise RequestError(INVALID_REQUEST, str(exc), request_id, reason=exc.reason) from None
     return Request(request_id, kind, body)
+
+
+def _may_break_rules(payload: bytes) -> bool:
+    """False when ``payload`` can hold neither a lone surrogate nor deep nesting."""
+    if payload.count(b"{") + payload.count(b"[") > MAX_NESTING:
+        return True
+    return _SURROGATE_ESCAPE.search(payload) is not None
+
+
+def _path_text(path: list[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            shown = part if len(part) <= 64 else part[:64] + "..."
+            shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")
+            text += ("." if text else "") + shown
+    return text
+
+
+def _surrogate_problem(text: str) -> str | None:
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (f"is not valid Unicode: lone surrogate U+{ord(found.group()):04X} "
+            f"at character {found.start()}")
+
+
+def check_tree(message: dict[str, Any]) -> None:
+    """Refuse a lone surrogate in any string or key, and nesting over the limit.
+
+    Iterative, with one iterator per open container: a frame nested as deep as the
+    JSON parser allows costs a loop, never the interpreter's stack, and a list of
+    350,000 items costs no memory beyond the frame itself.
+    """
+    path: list[str | int] = []
+    stack: list[Iterator[tuple[Any, Any]]] = [iter(message.items())]
+    while stack:
+        try:
+            key, child = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            if stack:
+                path.pop()
+            continue
+        if isinstance(key, str):
+            problem = _surrogate_problem(key)
+            if problem is not None:
+                raise _FieldError(f"field name '{_path_text([*path, key])}' {problem}")
+        if isinstance(child, str):
+            problem = _surrogate_problem(child)
+            if problem is not None:
+                raise _FieldError(f"field '{_path_text([*path, key])}' {problem}")
+        elif isinstance(child, dict | list):
+            if len(stack) + 1 > MAX_NESTING:
+                raise _FieldError(
+                    f"field '{_path_text([*path, key])}' nests deeper than the limit of "
+                    f"{MAX_NESTING} levels of objects and lists"
+                )
+            path.append(key)
+            stack.append(iter(child.items()) if isinstance(child, dict) else enumerate(child))
 
 
 def ok(request_id: int, result: dict[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 
-from flattr_host import PROTOCOL_VERSION, __version__
+from flattr_host import PROTOCOL_VERSION, __version__, health
 from flattr_host import messages as m
 from flattr_host.errors import RequestError, StoreBusy
+from flattr_host.logs import preview
 from flattr_host.queue import Queue
 from flattr_host.state import SignedOut, Snapshot, StateStore, SubscriptionSet, TokenStored
+from flattr_host.store import is_corruption_error
 from flattr_host.token_store import TokenStore
 
 TYPE_CHECKING = False
@@ -37,15 +39,22 @@ BUSY_MESSAGE = ("the store is busy: another flattr-host process holds its write 
                 "nothing was changed, try again")
 
 
-def build_state(states: StateStore, queue: Queue, now: float) -> dict[str, Any]:
-    """The protocol's State object (docs/protocol.md#state), read from the store."""
-    return render_state(states.read(), queue.counts(), now, states.key_location())
+def build_state(states: StateStore, queue: Queue, now: float,
+                store: Store | None = None) -> dict[str, Any]:
+    """The protocol's State object (docs/protocol.md#state), read from the store.
+
+    ``store`` (the one ``states`` reads) adds the store's problem note.
+    """
+    stored = None if store is None else health.read_store_problem(store.conn)
+    return render_state(states.read(), queue.counts(), now, states.key_location(),
+                        health.PROCESS.current() or stored)
 
 
 def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
-                 key: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """The State object from a snapshot, queue counts and where the token's key is
-    (``TokenStore.location``); pure (time-dependent pause)."""
+                 key: dict[str, str | None] | None = None,
+                 problem: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The State object from a snapshot, queue counts, where the token's key is
+    (``TokenStore.location``) and the current problem; pure (time-dependent pause)."""
     paused = snapshot.paused(now)
     next_at: float | None
     if paused in ("signed_out", "subscription_inactive") or not counts["pending"]:
@@ -67,6 +76,7 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
         "key": key or {"backend": None, "reason": None},
+        "problem": problem,
     }
     if counts.get("outcomes"):
         # Only once something was delivered: what the server said per item.
@@ -92,7 +102,8 @@ class Service:
         self._waker = waker
         self._clock = clock
         self._store = store
-        self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any]] | None = None
+        self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any],
+                            dict[str, Any] | None] | None = None
         self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
         self.tokens = TokenStore(store, config.key_path, log, config.key_backend)
         self.states = StateStore(store, self.tokens)
@@ -133,13 +144,16 @@ class Service:
         version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
         if cached is None or cached[0] != version:
             cached = self._cached = (version, self.states.read(), self.queue.counts(),
-                                     self.tokens.location())
+                                     self.tokens.location(),
+                                     health.read_store_problem(self._store.conn))
             self._rendered = None
         snapshot = cached[1]
+        problem = health.PROCESS.current() or cached[4]
         if snapshot.rate_limited_until is not None and now < snapshot.rate_limited_until:
-            return render_state(snapshot, cached[2], now, cached[3])  # pause depends on time
-        if self._rendered is None:
-            self._rendered = render_state(snapshot, cached[2], now, cached[3])
+            # the pause depends on the time
+            return render_state(snapshot, cached[2], now, cached[3], problem)
+        if self._rendered is None or self._rendered["problem"] is not problem:
+            self._rendered = render_state(snapshot, cached[2], now, cached[3], problem)
         return self._rendered
 
     def invalidate(self) -> None:
@@ -180,6 +194,8 @@ class Service:
         except StoreBusy:
             raise  # nothing stored: a `busy` error, the page may send the token again
         except Exception as exc:
+            if is_corruption_error(exc):
+                raise  # the message loop replaces the damaged store (docs/protocol.md)
             # Document 000 / REFERENCE.md: the page is told authenticated=false when
             # storing failed. The full error is in the log.
             self._log.exception("storing the token failed", exc)
@@ -208,7 +224,8 @@ class Service:
         # commit's fdatasync flush the log file too (ext4 ordered mode): one info
         # line per request cost 25% of enqueue throughput (docs/performance.md).
         # Deliveries are logged at info by the submitter, with counts.
-        self._log.debug("flattrs queued", count=queued, urls=list(body.urls))
+        # Bounded like a logged frame (logs.preview): a 1 MiB request is not logged twice.
+        self._log.debug("flattrs queued", count=queued, urls=preview(list(body.urls))[0])
         self._changed(wake=True, debounce=True)
         return {"queued": queued}
 

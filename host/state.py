@@ -192,6 +192,8 @@ class StateStore:
             after = transition(before, event)
             if sealed is not None:
                 self._tokens.put(conn, sealed)
+                # Signing in again answers a "store replaced" note (docs/protocol.md).
+                conn.execute("DELETE FROM kv WHERE key = 'problem'")
             elif before.auth is Auth.SIGNED_IN and after.auth is Auth.SIGNED_OUT:
                 self._tokens.delete(conn)
             self._write(conn, after)

@@ -20,7 +20,7 @@ from _thread import allocate_lock
 
 from flattr_host import caller as caller_mod
 from flattr_host import config as config_mod
-from flattr_host import framing
+from flattr_host import framing, health
 from flattr_host import messages as m
 from flattr_host.errors import (
     CallerRefused,
@@ -31,7 +31,7 @@ from flattr_host.errors import (
     StoreError,
     TruncatedFrame,
 )
-from flattr_host.logs import Logger, redact
+from flattr_host.logs import Logger, preview
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class FrameWriter:
         self._last_state: dict[str, Any] | None = None
         self.broken = False
 
+    @property
+    def last_state(self) -> dict[str, Any] | None:
+        """The last state pushed (None before the first)."""
+        return self._last_state
+
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -68,15 +73,31 @@ class FrameWriter:
             view = view[written:]
 
     def send(self, message: dict[str, Any]) -> None:
-        """Encode and write ``message``; an oversized reply becomes an ``internal`` error."""
+        """Encode and write ``message``; a reply that cannot be sent becomes ``internal``.
+
+        Too large for the browser, or not encodable at all (text that is not
+        UTF-8): the reply is replaced by an ``internal`` error with the same id,
+        an event is dropped; either way the reason is logged and nothing raises.
+        """
         try:
             data = framing.encode(message)
-        except FrameTooLarge as exc:
-            self._log.error("reply not sent: too large for the browser", error=str(exc),
-                            id=message.get("id"))
-            data = framing.encode(m.error(message.get("id"), m.INTERNAL, "internal error"))
+        except Exception as exc:
+            is_reply = "id" in message
+            what = "reply" if is_reply else "event"
+            if isinstance(exc, FrameTooLarge):
+                self._log.error(f"{what} not sent: too large for the browser", error=str(exc),
+                                id=message.get("id"))
+            else:
+                self._log.exception(f"{what} not sent: it cannot be encoded", exc,
+                                    id=message.get("id"))
+            if not is_reply:
+                return
+            data = framing.encode(m.error(message.get("id"), m.INTERNAL,
+                                          "internal error; see the host log"))
         if self._debug:
-            self._log.debug("frame out", message=redact(message))
+            shown, cut = preview(message)
+            self._log.debug("frame out", bytes=len(data) - framing.HEADER.size, message=shown,
+                            truncated=cut)
         with self._lock:
             if self.broken:
                 return
@@ -87,7 +108,17 @@ class FrameWriter:
                 self._log.warning("browser end of the pipe is gone", error=str(exc))
 
     def state(self, state: dict[str, Any]) -> None:
-        """Push a state event unless it equals the last one pushed."""
+        """Push a state event unless it equals the last one pushed.
+
+        The problem shown is this process's current one (a thread may have
+        stopped or run again since ``state`` was read; docs/protocol.md#state).
+        """
+        current = health.PROCESS.current()
+        shown = state.get("problem")
+        if current is not None and shown is not current:
+            state = {**state, "problem": current}
+        elif current is None and shown is not None and "component" in shown:
+            state = {**state, "problem": None}  # that thread runs again
         with self._lock:
             if state == self._last_state:
                 return
@@ -142,6 +173,8 @@ class Loop:
         self._handling = False
         self._terminate = False
         self._submitter: Any = None
+        self._submitter_failed = False
+        self._store: Any = None
         self._deferred_state: dict[str, Any] | None = None
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
@@ -165,12 +198,49 @@ class Loop:
             signal.signal(signal.SIGTERM, self._on_sigterm)
         except ValueError:  # not the main thread (in-process tests): no handler
             pass
+        self._store = store
+        health.PROCESS.attach(self._config.home)
+        health.PROCESS.add_listener(self._problem_changed)
         with store:
             self._service = Service(self._config, self._log, store, self._defer_state,
                                     waker=self)
-            status = self._loop()
-            self._shutdown()
+            try:
+                status = self._loop()
+                self._shutdown()
+            finally:
+                health.PROCESS.reset()
         return status
+
+    def _problem_changed(self, problem: dict[str, Any] | None) -> None:
+        """A thread stopped or runs again (any thread): tell the browser at once."""
+        last = self._writer.last_state
+        if last is None:
+            return  # the next reply carries the state
+        shown = last.get("problem")
+        if problem is None and shown is not None and "component" not in shown:
+            problem = shown  # the store's note stays (thread problems have a component)
+        if shown is not problem:
+            self._writer.state({**last, "problem": problem})
+
+    def _store_error(self, exc: BaseException) -> None:
+        """After a request failed: a damaged store is replaced (docs/protocol.md#state)."""
+        from flattr_host.store import is_corruption_error
+
+        if not is_corruption_error(exc):
+            return
+        from flattr_host import recovery
+
+        try:
+            recovery.recover(self._store, self._log, exc)
+        except Exception as failure:
+            self._log.exception("replacing the damaged store failed", failure)
+            return
+        self._service.invalidate()
+        try:
+            self._deferred_state = self._service.state()
+        except Exception as failure:
+            self._log.exception("reading the state after replacing the store failed",
+                                failure)
 
     def _defer_state(self, state: dict[str, Any]) -> None:
         """State changed while handling a request: push it after the reply."""
@@ -179,11 +249,24 @@ class Loop:
     def wake(self, debounce: bool = False) -> None:
         """Waker interface for the service: start the submitter and wake it."""
         self._start_submitter()
-        self._submitter.wake(debounce=debounce)
+        if self._submitter is not None:
+            self._submitter.wake(debounce=debounce)
 
     def _start_submitter(self) -> None:
-        if self._submitter is not None:
+        """Start delivery once; a submitter that cannot even start is reported, and
+        the host goes on answering (the queue keeps what it is given)."""
+        if self._submitter is not None or self._submitter_failed:
             return
+        try:
+            self._make_submitter()
+        except Exception as exc:
+            self._submitter_failed = True
+            self._log.exception("the submitter cannot start; delivery stopped", exc)
+            health.PROCESS.report("submitter", "delivery_stopped",
+                                  f"delivery stopped: the submitter cannot start "
+                                  f"({type(exc).__name__}: {str(exc)[:300]})")
+
+    def _make_submitter(self) -> None:
         from flattr_host.service import build_state
         from flattr_host.submitter import Submitter
 
@@ -191,7 +274,7 @@ class Loop:
             from flattr_host.state import StateStore
 
             self._service.invalidate()
-            self._writer.state(build_state(StateStore(store, tokens), queue, time.time()))
+            self._writer.state(build_state(StateStore(store, tokens), queue, time.time(), store))
 
         self._submitter = Submitter(self._config, self._log, on_change)
         self._submitter.start()
@@ -223,15 +306,18 @@ class Loop:
             try:
                 payloads = decoder.feed(data)
             except FrameTooLarge as exc:
-                self._log.error("frame too large; cannot resynchronise, exiting", error=str(exc))
-                self._writer.send(m.error(None, m.TOO_LARGE, str(exc)))
-                return EXIT_TOO_LARGE
+                return self._too_large(exc)
             for payload in payloads:
                 self._handling = True
                 try:
                     self._answer(payload)
+                except Exception as exc:  # the last line: one request never ends the host
+                    self._log.exception("internal error after handling a request", exc)
                 finally:
                     self._handling = False
+            if decoder.broken is not None:
+                # The requests complete before the bad header have their replies.
+                return self._too_large(decoder.broken)
             if first and payloads:
                 first = False
                 self._log.release()
@@ -249,14 +335,20 @@ class Loop:
             self._log.info("SIGTERM: shutting down")
         return EXIT_OK
 
+    def _too_large(self, exc: FrameTooLarge) -> int:
+        self._log.error("frame too large; cannot resynchronise, exiting", error=str(exc))
+        self._writer.send(m.error(None, m.TOO_LARGE, str(exc)))
+        return EXIT_TOO_LARGE
+
     def _answer(self, payload: bytes) -> None:
         request_id: int | None = None
         try:
             message = framing.parse_payload(payload)
             request_id = m.read_id(message)
             if self._debug:
-                self._log.debug("frame in", message=redact(message))
-            request = m.parse_request(message)
+                shown, cut = preview(message)
+                self._log.debug("frame in", bytes=len(payload), message=shown, truncated=cut)
+            request = m.parse_request(message, payload)
             result = self._service.handle(request)
             reply = m.ok(request.id, result)
         except InvalidFrame as exc:
@@ -271,6 +363,7 @@ class Loop:
         except Exception as exc:
             self._log.exception("internal error while handling a request", exc, id=request_id)
             reply = m.error(request_id, m.INTERNAL, "internal error; see the host log")
+            self._store_error(exc)
         self._writer.send(reply)
         if self._deferred_state is not None:
             state, self._deferred_state = self._deferred_state, None

@@ -7,7 +7,10 @@ read-modify-write sequences serialize instead of losing updates, and a busy
 timeout makes writers wait for each other rather than fail.
 
 A file that is not a usable database is moved aside (``host.db.corrupt-<time>``)
-and a fresh one is created: a broken store means signed out, never a crash.
+and a fresh one is created: a broken store means signed out, never a crash. Damage
+found later, while hosts run on the file, is handled the same way by
+:mod:`flattr_host.recovery`; a store whose path names another file than the one it
+has open (moved aside by another connection) reopens it at its next transaction.
 """
 
 from __future__ import annotations
@@ -174,6 +177,11 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
+def is_corruption_error(exc: BaseException) -> bool:
+    """:func:`is_corruption` for any exception (False for anything but SQLite's)."""
+    return isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc)
+
+
 class Store:
     """An open connection to the host database; use as a context manager or close()."""
 
@@ -185,6 +193,7 @@ class Store:
         self._write_wait_s: float | None = None  # set by bound_writes()
         self._wait_now_s = busy_timeout_s
         self._was_busy = False
+        self._inode: tuple[int, int] | None = None
         ensure_dir(os.path.dirname(os.path.abspath(self.path)))
         try:
             self.conn = self._open_retrying()
@@ -193,6 +202,46 @@ class Store:
                 raise StoreError(f"{self.path}: cannot open the store ({exc})") from exc
             self._quarantine(exc)
             self.conn = self._open_retrying()
+        self._inode = self._path_inode()
+
+    @property
+    def busy_timeout_s(self) -> float:
+        return self._busy_timeout_s
+
+    def _path_inode(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def moved(self) -> bool:
+        """True when the path no longer names the file this store has open.
+
+        Only a damaged file is ever moved away (:mod:`flattr_host.recovery`).
+        """
+        return os.name == "posix" and self._path_inode() != self._inode
+
+    def reopen(self) -> None:
+        """Open the file now at the path (a fresh one if none); the old one is closed.
+
+        SQLite does not checkpoint or delete the WAL of a file that was moved
+        (``SQLITE_FCNTL_HAS_MOVED``), so closing the old connection cannot touch
+        the new file's WAL.
+        """
+        old = self.conn
+        self.conn = self._open_retrying()
+        self._inode = self._path_inode()
+        try:
+            old.close()
+        except sqlite3.Error:
+            pass
+
+    def _follow(self) -> None:
+        """Reopen if another connection moved a damaged file away from the path."""
+        if self._inode is not None and not self.conn.in_transaction and self.moved():
+            self._log.warning("the store file was replaced; reopening", path=self.path)
+            self.reopen()
 
     def _open_retrying(self) -> sqlite3.Connection:
         """Open, retrying while another process holds a lock SQLite will not wait for.
@@ -266,6 +315,10 @@ class Store:
         aside = f"{self.path}.corrupt-{int(time.time())}"
         self._log.error("store is not a usable database; moved aside", path=aside,
                         error=str(exc))
+        self.quarantine_to(aside)
+
+    def quarantine_to(self, aside: str) -> None:
+        """Move the database file and its WAL and shared-memory files to ``aside``."""
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
                 os.replace(self.path + suffix, aside + suffix)
@@ -276,6 +329,7 @@ class Store:
         After :meth:`bound_writes`, raises :class:`StoreBusy` when the write lock is
         not had in time (nothing changed).
         """
+        self._follow()
         return _Transaction(self.conn, "BEGIN IMMEDIATE",
                             None if self._write_wait_s is None else self)
 
@@ -315,6 +369,7 @@ class Store:
 
     def read(self) -> _Transaction:
         """A read transaction: a consistent snapshot of several queries."""
+        self._follow()
         return _Transaction(self.conn, "BEGIN")
 
     def get(self, key: str) -> str | None:

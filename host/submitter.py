@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flattr_host import retry
+from flattr_host import health, recovery, retry
 from flattr_host.api import ACCEPTED, ApiClient, Decision, NetworkError, Response, classify
 from flattr_host.config import Config
 from flattr_host.logs import Logger
@@ -31,7 +31,7 @@ from flattr_host.state import (
     StateStore,
     Unauthorized,
 )
-from flattr_host.store import Store
+from flattr_host.store import Store, is_corruption_error
 from flattr_host.token_store import TokenStore
 
 #: Debounce: wait at most this many times the submit delay after the first new flattr.
@@ -39,6 +39,11 @@ DEBOUNCE_MAX_FACTOR = 5.0
 
 #: After an unexpected error in a cycle, wait this long before the next one.
 ERROR_PAUSE_S = 5.0
+
+#: A submitter whose thread failed is started again after a backoff of this base and
+#: cap (retry.next_attempt_at); meanwhile the state's problem says delivery stopped.
+RESTART_BASE_S = 1.0
+RESTART_CAP_S = 300.0
 
 #: Retention runs at start-up and then at most this often (a host can live for days
 #: while the browser stays open); it is also the longest the thread ever sleeps.
@@ -72,6 +77,7 @@ class Submitter:
         self._thread: threading.Thread | None = None
         self._renew_queue: Queue | None = None
         self._last_housekeeping = 0.0
+        self._session_started = False
 
     # --- called from the message loop --------------------------------------------
     def start(self) -> None:
@@ -111,26 +117,58 @@ class Submitter:
 
     # --- the thread ----------------------------------------------------------------
     def _run(self) -> None:
+        """The thread: a session, started again with backoff whenever it fails.
+
+        While it is down the state's ``problem`` says delivery stopped and why
+        (:mod:`flattr_host.health`); nothing a session does can end the thread
+        silently.
+        """
+        failures = 0
         try:
-            with Store(self._config.db_path, self._log) as store, \
-                    Store(self._config.db_path, self._log) as renew_store:
-                self._renew_queue = Queue(renew_store)
-                tokens = TokenStore(store, self._config.key_path, self._log,
-                                    self._config.key_backend)
-                states = StateStore(store, tokens)
-                queue = Queue(store)
-                client = self._client_factory() if self._client_factory else ApiClient(
-                    self._config.api_base, self._config.ca_bundle, self._config.request_timeout_s
-                )
+            while not self._stopping:
                 try:
-                    self._startup(store, tokens, queue)
-                    while self._guarded_cycle(store, tokens, states, queue, client):
-                        pass
-                finally:
-                    client.close()
-                    tokens.close()
-        except Exception as exc:
-            self._log.exception("submitter stopped by an internal error", exc)
+                    self._session()
+                    return
+                except Exception as exc:
+                    # A session that had started counts as a first failure again.
+                    failures = 1 if self._session_started else failures + 1
+                    self._session_started = False
+                    policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
+                    wait = retry.next_attempt_at(0.0, failures, policy, self._draw())
+                    self._log.exception("submitter stopped by an internal error; restarting",
+                                        exc, restarts=failures, in_s=round(wait, 3))
+                    health.PROCESS.report(
+                        "submitter", "delivery_stopped",
+                        f"delivery stopped by an internal error ({type(exc).__name__}: "
+                        f"{str(exc)[:300]}); restarting in {wait:.0f} s")
+                    with self._cond:
+                        if not self._stopping:
+                            self._cond.wait(wait)
+        finally:
+            if not self._stopping:  # only something like SystemExit gets here
+                health.PROCESS.report("submitter", "delivery_stopped",
+                                      "delivery stopped: the submitter thread ended")
+
+    def _session(self) -> None:
+        with Store(self._config.db_path, self._log) as store, \
+                Store(self._config.db_path, self._log) as renew_store:
+            self._renew_queue = Queue(renew_store)
+            tokens = TokenStore(store, self._config.key_path, self._log,
+                                self._config.key_backend)
+            states = StateStore(store, tokens)
+            queue = Queue(store)
+            client = self._client_factory() if self._client_factory else ApiClient(
+                self._config.api_base, self._config.ca_bundle, self._config.request_timeout_s
+            )
+            try:
+                self._startup(store, tokens, queue)
+                self._session_started = True
+                health.PROCESS.resolve("submitter")
+                while self._guarded_cycle(store, tokens, states, queue, client):
+                    pass
+            finally:
+                client.close()
+                tokens.close()
 
     def _guarded_cycle(self, store: Store, tokens: TokenStore, states: StateStore,
                        queue: Queue, client: ApiClient) -> bool:
@@ -141,16 +179,32 @@ class Submitter:
         the rest of the session.
         """
         try:
-            return self._cycle(store, tokens, states, queue, client)
+            going_on = self._cycle(store, tokens, states, queue, client)
         except Exception as exc:
-            self._log.exception("submitter error; trying again shortly", exc)
             client.close()
+            # Damage is handled as at start-up: kept aside, fresh store, signed out.
+            # An error the integrity check does not confirm is an error like any
+            # other (logged, paused): never a loop that spins on it.
+            if is_corruption_error(exc) and recovery.recover(store, self._log, exc):
+                self._on_change(store, tokens, queue)
+                return not self._stopping
+            self._log.exception("submitter error; trying again shortly", exc)
+            health.PROCESS.report(
+                "submitter", "delivery_stopped",
+                f"delivery failed by an internal error ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); trying again in {ERROR_PAUSE_S:g} s")
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(ERROR_PAUSE_S)
             return not self._stopping
+        health.PROCESS.resolve("submitter")
+        return going_on
 
     def _startup(self, store: Store, tokens: TokenStore, queue: Queue) -> None:
+        # Off the hello path: a store damaged inside its data pages opens fine and
+        # only this check (or the first query that reads a bad page) finds it.
+        if recovery.check_at_start(store, self._log) is not None:
+            self._on_change(store, tokens, queue)
         expired = self._housekeeping(queue)
         # Decrypt once now (off the hello path) so a broken token shows up early.
         if (tokens.present() and tokens.load() is None) or expired:
@@ -200,6 +254,7 @@ class Submitter:
                 if wait is None or wait > HOUSEKEEPING_S:
                     wait = HOUSEKEEPING_S
                 self._log.debug("submitter sleeping", seconds=wait)
+                health.PROCESS.resolve("submitter")  # it got this far: running again
                 self._cond.wait(wait)  # a notify or the due time: look again
         self._deliver_once(store, tokens, states, queue, client)
         return True
@@ -224,8 +279,8 @@ class Submitter:
         now = self._clock()
         if isinstance(response, NetworkError):
             decision = Decision("retry", "network error")
-            self._log.warning("delivery failed", reason=str(response).split(":")[-1].strip()[:200],
-                              items=len(urls))
+            # The whole message: a TLS failure's reason comes after several colons.
+            self._log.warning("delivery failed", reason=str(response)[:1000], items=len(urls))
         else:
             decision = classify(response, urls, now)
         self._apply(decision, store, tokens, states, queue, batch, ciphertext, now)

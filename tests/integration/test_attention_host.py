@@ -251,7 +251,12 @@ def test_restart_keeps_counters_and_crossing_continues(delivery: Delivery) -> No
     assert committed > before
     front(third, PAGE)
     mark = len(third.events)
-    heartbeat(third, 0.6)
+    # Heartbeats until the next threshold (50 s) is reached, then idle: a fixed
+    # heartbeat of real time could cross the one after (96 s) on a slow machine.
+    end = time.monotonic() + 20
+    while page(third, PAGE)["flattrs"] < 1 and time.monotonic() < end:
+        heartbeat(third, 0.05)
+    signals(third, {"signal": "idle", "state": "idle"})
     third.wait_event(drained(1), timeout=20, since=mark)
     signals(third, {"signal": "window-focus", "windowId": None})
     reached = page(third, PAGE)["flattrs"]  # 1, or 2 on a slow machine (96 s)

@@ -33,3 +33,13 @@ def store(home: Path, log: Logger) -> Iterator[Store]:
 @pytest.fixture
 def tokens(store: Store, home: Path, log: Logger) -> TokenStore:
     return TokenStore(store, home / "token.key", log)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_problems() -> Iterator[None]:
+    """Each test starts and ends with no thread problem in this process."""
+    from flattr_host import health
+
+    health.PROCESS.reset()
+    yield
+    health.PROCESS.reset()

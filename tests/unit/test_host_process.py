@@ -64,7 +64,8 @@ def test_hello_reports_version_protocol_and_state(host: HostProcess) -> None:
         "authenticated": False, "subscription": {"active": False},
         "queue": {"pending": 0, "inFlight": 0, "failed": 0, "expired": 0, "done": 0,
                   "paused": "signed_out", "nextAttemptAt": None},
-        "key": {"backend": None, "reason": None}}
+        "key": {"backend": None, "reason": None},
+        "problem": None}
 
 
 def test_every_type_in_one_session(host: HostProcess) -> None:

@@ -29,8 +29,8 @@ def test_oversized_reply_becomes_an_internal_error(tmp_path: Path) -> None:
     writer = FrameWriter(write_fd, log)
     writer.send({"id": 7, "ok": True, "result": {"blob": "x" * (framing.OUTBOUND_LIMIT + 1)}})
     frames = read_frames(read_fd)
-    assert frames == [{"id": 7, "ok": False,
-                       "error": {"code": "internal", "message": "internal error"}}]
+    assert frames == [{"id": 7, "ok": False, "error": {
+        "code": "internal", "message": "internal error; see the host log"}}]
     assert "too large for the browser" in (tmp_path / "host.log").read_text()
     os.close(read_fd)
     os.close(write_fd)
