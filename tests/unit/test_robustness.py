@@ -463,7 +463,8 @@ def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
         return bool(original(self))
 
     monkeypatch.setattr(svc_mod.AttentionService, "_timer_step", flaky)
-    svc = svc_mod.AttentionService(store, log, timer=True)
+    requests = Store(tmp_path / "host.db", log)
+    svc = svc_mod.AttentionService(store, log, requests=requests, timer=True)
     try:
         assert reported.wait(10)
         assert health.PROCESS.problems()[0]["code"] == "attention_stopped"
@@ -471,6 +472,7 @@ def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
         assert health.PROCESS.current() is None
     finally:
         svc.close()
+        requests.close()
         store.close()
 
 
