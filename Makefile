@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv browsers chromium firefox keyring lint unit e2e test demo bench clean package
+.PHONY: setup venv browsers chromium firefox keyring lint unit jstest e2e test demo bench clean package
 
 setup: venv browsers keyring
 
@@ -42,11 +42,20 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
+# The extension's JavaScript under Node's own test runner (no npm packages): the
+# shared protocol cases (tests/data/protocol_cases.json) against lib/validate.js.
+NODE ?= $(shell test -x /usr/bin/node && echo /usr/bin/node || command -v node)
+jstest:
+	@test -n "$(NODE)" || { echo "node not found: install nodejs (apt) to run the JS tests"; exit 1; }
+	$(NODE) --test tests/js/
+
 e2e: setup
 	$(PY) -m pytest tests/e2e -q
 
-test: setup lint
-	$(PY) -m pytest -q
+# pytest also runs node --test (tests/unit/test_protocol_cases.py); jstest has just
+# run it, so it is skipped there.
+test: setup lint jstest
+	FLATTR_JSTEST_DONE=1 $(PY) -m pytest -q
 
 demo: setup
 	$(PY) demo/run.py $(if $(BROWSER),--browser $(BROWSER),)
