@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flattr_host import messages as m
 from flattr_host.errors import RequestError
@@ -64,6 +66,38 @@ def test_url(url: Any, valid: bool) -> None:
         else:
             assert isinstance(reply, RequestError)
             assert "'urls[0]'" in reply.message
+
+
+def rules_verdict(url: str) -> bool:
+    try:
+        m.check_url_rules(url, "u")
+    except m._FieldError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("url", "valid"), params("url"))
+def test_url_shortcut_agrees_with_the_rules(url: Any, valid: bool) -> None:
+    """check_url accepts the common shape in one regex scan; that scan may accept
+    only what the rule-by-rule path accepts."""
+    if not isinstance(url, str) or len(url.encode("utf-8", "surrogatepass")) > m.MAX_URL_BYTES:
+        return
+    assert rules_verdict(url) == valid
+    if m._PLAIN_URL.fullmatch(url):
+        assert valid
+
+
+URL_PIECES = st.sampled_from(["http", "https", "HTTP", "://", ":", "/", "//", "?", "#", "@",
+                              ".", "..", "-", "_", "a", "Z", "9", "0", "1.2.3.4", "256",
+                              "[", "]", "::", "ffff", "65535", "65536", "080", " ", "\\",
+                              "\t", "\x85", "\u00a0", "\ud800", "ü", "%", "xn--"])
+
+
+@given(st.lists(URL_PIECES, max_size=14).map("".join))
+def test_url_shortcut_never_accepts_what_the_rules_refuse(text: str) -> None:
+    for url in (text, "http://" + text, "https://a.example" + text):
+        if m._PLAIN_URL.fullmatch(url):
+            assert rules_verdict(url), url
 
 
 @pytest.mark.parametrize(("token", "valid"), params("accessToken"))
