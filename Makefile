@@ -46,8 +46,8 @@ unit: venv
 # shared protocol cases (tests/data/protocol_cases.json) against lib/validate.js.
 NODE ?= $(shell test -x /usr/bin/node && echo /usr/bin/node || command -v node)
 jstest:
-	@test -n "$(NODE)" || { echo "node not found: install nodejs (apt) to run the JS tests"; exit 1; }
-	$(NODE) --test tests/js/
+	@test -n "$(NODE)" || command -v node >/dev/null || { echo "installing nodejs (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq nodejs >/dev/null; }
+	$(or $(NODE),node) --test tests/js/
 
 e2e: setup
 	$(PY) -m pytest tests/e2e -q
