@@ -47,7 +47,7 @@ unit: venv
 NODE ?= $(shell test -x /usr/bin/node && echo /usr/bin/node || command -v node)
 jstest:
 	@test -n "$(NODE)" || command -v node >/dev/null || { echo "installing nodejs (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq nodejs >/dev/null; }
-	$(or $(NODE),node) --test tests/js/
+	$(or $(NODE),node) --test tests/js/*.test.js
 
 e2e: setup
 	$(PY) -m pytest tests/e2e -q

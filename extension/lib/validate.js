@@ -1,5 +1,5 @@
-// Shape checks for everything that crosses a trust boundary into the extension:
-// page events (content script) and messages relayed to the host (service worker).
+// Shape checks for what crosses a trust boundary into the extension: page event
+// details (content script), the sender's page and the popup's URL (service worker).
 //
 // Contract: every function takes an untrusted value and returns either
 //   {ok: true, value: <fresh plain object holding only the documented keys>}
