@@ -15,7 +15,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NPM_TOOLS := .npm-tools
 NPM_STAMP := $(NPM_TOOLS)/.installed
 
-.PHONY: setup venv browsers chromium firefox keyring npm-tools lint unit e2e test demo bench clean package wheel
+.PHONY: setup venv browsers chromium firefox keyring npm-tools lint unit jstest e2e test demo bench clean package wheel
 
 setup: venv browsers keyring npm-tools
 
@@ -58,11 +58,20 @@ lint: venv npm-tools
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
+# The extension's JavaScript under Node's own test runner (no npm packages): the
+# shared protocol cases (tests/data/protocol_cases.json) against lib/validate.js.
+NODE ?= $(shell test -x /usr/bin/node && echo /usr/bin/node || command -v node)
+jstest:
+	@test -n "$(NODE)" || command -v node >/dev/null || { echo "installing nodejs (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq nodejs >/dev/null; }
+	$(or $(NODE),node) --test tests/js/*.test.js
+
 e2e: setup
 	$(PY) -m pytest tests/e2e -q
 
-test: setup lint
-	$(PY) -m pytest -q
+# pytest also runs node --test (tests/unit/test_protocol_cases.py); jstest has just
+# run it, so it is skipped there.
+test: setup lint jstest
+	FLATTR_JSTEST_DONE=1 $(PY) -m pytest -q
 
 demo: setup
 	$(PY) demo/run.py $(if $(BROWSER),--browser $(BROWSER),)

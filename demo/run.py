@@ -46,8 +46,8 @@ def host_only() -> int:
                 for label, kind, fields in [
                     ("hello", "hello", {"extension": {"id": "demo", "version": "0.1.0",
                                                       "build": "dev"}}),
-                    ("set the token", "set-token", {"accessToken": user["token"],
-                                                    "subscription": {"active": True}}),
+                    ("set the token", "set-token", {"detail": {
+                        "accessToken": user["token"], "subscription": {"active": True}}}),
                     ("flattr two pages", "flattr", {"urls": PAGES}),
                 ]:
                     reply = host.request(kind, **fields)

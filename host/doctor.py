@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shlex
-import struct
 import subprocess
 import sys
 import threading
@@ -30,11 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from flattr_host import HOST_NAME, PROTOCOL_VERSION
+from flattr_host import HOST_NAME, PROTOCOL_VERSION, framing
 from flattr_host import config as config_mod
 from flattr_host import install as inst
-
-HEADER = struct.Struct("=I")
 
 MANIFEST_PRESENT = "manifest present"
 VALID_JSON = "valid JSON"
@@ -254,18 +251,24 @@ def _launcher_problem(raw: object, manifest: Path,
     return path, None
 
 
-def _frame(message: dict[str, Any]) -> bytes:
-    data = json.dumps(message).encode("utf-8")
-    return HEADER.pack(len(data)) + data
-
-
 def _read_frame(stream: Any, out: list[Any]) -> None:
+    """Read the host's first frame with the host's own codec (:mod:`flattr_host.framing`):
+    append its payload (bytes) to ``out``, or the :class:`FrameError` or
+    :class:`OSError` that stopped it; nothing at a clean end of stream."""
+    from flattr_host.errors import FrameError
+
+    decoder = framing.Decoder(framing.OUTBOUND_LIMIT)  # what a browser accepts
     try:
-        head = stream.read(HEADER.size)
-        if len(head) == HEADER.size:
-            (size,) = HEADER.unpack(head)
-            out.append(stream.read(size))
-    except (OSError, ValueError) as exc:  # pragma: no cover - pipe torn down under us
+        while True:
+            chunk = stream.read1(65536)
+            if not chunk:
+                decoder.close()
+                return
+            payloads = decoder.feed(chunk)
+            if payloads:
+                out.append(payloads[0])
+                return
+    except (FrameError, OSError, ValueError) as exc:  # ValueError: pipe closed under us
         out.append(exc)
 
 
@@ -288,7 +291,7 @@ def check_hello(launcher: Path, args: list[str], extension_id: str, timeout: flo
     reader = threading.Thread(target=_read_frame, args=(proc.stdout, got), daemon=True)
     reader.start()
     try:
-        proc.stdin.write(_frame(hello))
+        proc.stdin.write(framing.encode(hello))
         proc.stdin.flush()
     except OSError:
         pass
@@ -315,10 +318,15 @@ def check_hello(launcher: Path, args: list[str], extension_id: str, timeout: flo
         why = f" ({last})" if last else ""
         return Check(HELLO, False, f"exited with status {proc.returncode} before answering{why}",
                      _hello_fix(last, extension_id, fix))
+    if isinstance(got[0], Exception):
+        return Check(HELLO, False, f"the reply is not a native messaging frame ({got[0]})",
+                     f"make sure nothing but the host writes to its stdout; run `{fix}`")
+    from flattr_host.errors import InvalidFrame
+
     try:
-        reply = json.loads(got[0])
+        reply = framing.parse_payload(got[0])
         version = reply["result"]["host"]["protocol"] if reply.get("ok") else None
-    except (TypeError, KeyError, ValueError):
+    except (InvalidFrame, TypeError, KeyError):
         return Check(HELLO, False, "the reply is not a protocol reply", f"run `{fix}`")
     if version != PROTOCOL_VERSION:
         return Check(HELLO, False, f"unexpected reply {str(reply)[:200]}",
@@ -477,7 +485,8 @@ def check_token(db: Path, key_path: Path,
     its backend from :func:`check_key`; without it, the key file is read."""
     import sqlite3
 
-    from flattr_host.token_store import AAD, KEY_BYTES, _key_id
+    from flattr_host.errors import TokenUnusable
+    from flattr_host.token_store import read_sealed, unseal
 
     sign_in = "sign in again on flattr.com (the host sets the unusable token aside)"
     if not db.exists():
@@ -485,8 +494,7 @@ def check_token(db: Path, key_path: Path,
     try:
         conn = _open_ro(db)
         try:
-            row = conn.execute("SELECT key_id, nonce, ciphertext FROM token WHERE id = 1") \
-                .fetchone()
+            row = read_sealed(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -507,15 +515,12 @@ def check_token(db: Path, key_path: Path,
         except OSError as exc:
             return Check(TOKEN_DECRYPTABLE, False, f"{key_path}: {exc.strerror or exc}",
                          sign_in)
-    if len(key) != KEY_BYTES or row[0] != _key_id(key):
-        return Check(TOKEN_DECRYPTABLE, False,
-                     f"the token was encrypted with another key than {where}", sign_in)
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     try:
-        AESGCM(key).decrypt(bytes(row[1]), bytes(row[2]), AAD)
-    except (InvalidTag, ValueError):
+        unseal(key, row)  # the token itself is dropped at once: never shown, never kept
+    except TokenUnusable as exc:
+        if exc.wrong_key:
+            return Check(TOKEN_DECRYPTABLE, False,
+                         f"the token was encrypted with another key than {where}", sign_in)
         return Check(TOKEN_DECRYPTABLE, False, "the stored token fails authentication", sign_in)
     return Check(TOKEN_DECRYPTABLE, True, "the stored token decrypts (not shown)")
 

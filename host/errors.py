@@ -71,3 +71,15 @@ class TransitionError(FlattrHostError):
 
 class InstallError(FlattrHostError):
     """Installing or removing a browser manifest failed."""
+
+
+class TokenUnusable(FlattrHostError):
+    """The stored token cannot be decrypted with the key at hand.
+
+    ``wrong_key``: the row was sealed with another key (by its key id); otherwise the
+    ciphertext fails authentication (tampered, or truncated).
+    """
+
+    def __init__(self, message: str, wrong_key: bool) -> None:
+        super().__init__(message)
+        self.wrong_key = wrong_key

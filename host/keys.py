@@ -38,7 +38,7 @@ import time
 
 from flattr_host.config import KEY_BACKENDS
 from flattr_host.errors import FlattrHostError, StoreError
-from flattr_host.token_store import KEY_BYTES, KEYRING_BACKENDS, _key_id
+from flattr_host.token_store import KEY_BYTES, KEYRING_BACKENDS, key_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -619,7 +619,7 @@ class Keys:
         key = decode_secret(entry) if entry is not None else None
         token_key = self._token_key_id()
         if (key is not None and not os.path.lexists(self._path)
-                and (token_key is None or token_key == _key_id(key))):
+                and (token_key is None or token_key == key_id(key))):
             self._record(ring.name, f"{ring.name} reachable", same_backend_ok=True)
             return key  # the common case: nothing to create or move, no write lock
         with self._write_lock():  # serializes creating and moving across processes
@@ -635,8 +635,8 @@ class Keys:
                             backend=ring.name)
         file_key = read_file_key(self._path, self._log)
         token_key = self._token_key_id()
-        file_matches = file_key is not None and token_key == _key_id(file_key)
-        entry_matches = key is not None and token_key == _key_id(key)
+        file_matches = file_key is not None and token_key == key_id(file_key)
+        entry_matches = key is not None and token_key == key_id(key)
         if file_key is not None and (file_matches or key is None) and not entry_matches:
             ring.put(encode_secret(file_key))
             if ring.get() != encode_secret(file_key):
@@ -675,7 +675,7 @@ class Keys:
             with self._write_lock():
                 entry = ring.get()
                 key = decode_secret(entry) if entry is not None else None
-                if key is None or _key_id(key) != self._token_key_id():
+                if key is None or key_id(key) != self._token_key_id():
                     return
                 write_file_key(self._path, key)
                 if read_file_key(self._path, self._log) == key:

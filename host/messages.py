@@ -28,15 +28,37 @@ MAX_LABEL_CHARS = 128
 #: any code walks it recursively.
 MAX_NESTING = 16
 
-# One regex scan instead of a Python loop per character: the check is on the hot
-# path of every `flattr` request (docs/performance.md, durable enqueue). ``re`` is
-# loaded anyway by ``json``.
+# The page protocol's input rules (docs/protocol.md, "Field rules"). The extension's
+# lib/validate.js applies the same rules; tests/data/protocol_cases.json holds the
+# cases both must agree on, and the limits above. One regex scan per rule instead of
+# a Python loop per character: these run on every `flattr` request
+# (docs/performance.md, durable enqueue). ``re`` is loaded anyway by ``json``.
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
-_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
-# A lower-case http(s) URL with a plain host name, optional port, no spaces or
-# controls: valid by every rule of check_url, so urlsplit can be skipped for it.
-_PLAIN_HTTP_URL = re.compile(
-    r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?#][^\x00-\x20\x7f]*)?\Z"
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # a str holds pairs as one code point
+# Never in a flattr URL: C0 controls, space, DEL, C1 controls, Unicode spaces and
+# line separators, the byte-order mark, and the backslash (WHATWG parsers read it
+# as "/", others as a character: two readers would see two different hosts).
+_URL_FORBIDDEN = re.compile(
+    r"[\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+# After "scheme://": the authority, up to the first "/", "?" or "#".
+_URL_AUTHORITY = re.compile(r"[^/?#]*")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+_DIGITS = re.compile(r"[0-9]+")
+_HEX_GROUP = re.compile(r"[0-9A-Fa-f]{1,4}")
+# The common shape in one scan: a lower-case http(s) URL whose host name has a
+# letter in its last label, an optional port of 1 to 65535 without leading zero,
+# and nothing forbidden after it. Valid by every rule of check_url, which then skips
+# the step-by-step checks (tests/unit/test_protocol_cases.py holds it to that).
+_PLAIN_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9_\-]+\.)*[0-9]*[A-Za-z_\-][A-Za-z0-9_\-]*"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5]))?"
+    r"(?:[/?#][^\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000\ufeff\ud800-\udfff]*)?"
 )
 
 # A lone surrogate can only come from a JSON escape (the payload itself is UTF-8),
@@ -301,10 +323,24 @@ def _label(container: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _subscription(value: object, field: str) -> bool:
+def _record(value: object, field: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """An object whose keys are all in ``allowed`` (the page protocol's detail rule)."""
     if not isinstance(value, dict):
         raise _FieldError(f"field '{field}' must be an object, got {_type_name(value)}")
-    active = value.get("active")
+    for key in value:
+        if key not in allowed:
+            shown = key[:40].encode("ascii", "backslashreplace").decode()
+            raise _FieldError(f"field '{field}' has an unexpected key {shown!r}; "
+                              f"allowed: {', '.join(allowed)}")
+    return value
+
+
+def check_subscription(value: object, field: str = "subscription") -> bool:
+    """Validate ``{active: bool}`` (exactly that key); return ``active``."""
+    record = _record(value, field, ("active",))
+    if "active" not in record:
+        raise _FieldError(f"field '{field}.active' is missing")
+    active = record["active"]
     if not isinstance(active, bool):
         raise _FieldError(f"field '{field}.active' must be a boolean, got {_type_name(active)}")
     return active
@@ -321,60 +357,146 @@ def _hello(message: dict[str, Any]) -> Hello:
     )
 
 
-def check_token(value: object) -> str:
+def check_token(value: object, field: str = "accessToken") -> str:
     """Validate an access token: 1 to 4096 visible ASCII characters."""
     if not isinstance(value, str):
-        raise _FieldError(f"field 'accessToken' must be a string, got {_type_name(value)}")
-    if not 1 <= len(value) <= MAX_TOKEN_CHARS:
+        raise _FieldError(f"field '{field}' must be a string, got {_type_name(value)}")
+    if not value:
+        raise _FieldError(f"field '{field}' must not be empty")
+    if len(value) > MAX_TOKEN_CHARS:
         raise _FieldError(
-            f"field 'accessToken' of {len(value)} characters must have 1 to {MAX_TOKEN_CHARS}"
+            f"field '{field}' is {len(value)} characters, limit {MAX_TOKEN_CHARS}"
         )
     bad = _NOT_VISIBLE_ASCII.search(value)
     if bad is not None:
         raise _FieldError(
-            f"field 'accessToken' must be visible ASCII; character {bad.start()} is not"
+            f"field '{field}' must be visible ASCII (0x21-0x7e); character {bad.start()} is not"
         )
     return value
 
 
+def check_token_detail(detail: object, field: str = "detail") -> SetToken:
+    """The ``flattr-token`` page detail: ``{accessToken, subscription?: {active}}``."""
+    record = _record(detail, field, ("accessToken", "subscription"))
+    token = check_token(record.get("accessToken"), f"{field}.accessToken")
+    active = None
+    if "subscription" in record:
+        active = check_subscription(record["subscription"], f"{field}.subscription")
+    return SetToken(token, active)
+
+
+def check_subscription_detail(detail: object, field: str = "detail") -> SetSubscription:
+    """The ``flattr-subscription`` page detail: ``{subscription: {active}}``."""
+    record = _record(detail, field, ("subscription",))
+    if "subscription" not in record:
+        raise _FieldError(f"field '{field}.subscription' is missing")
+    return SetSubscription(check_subscription(record["subscription"], f"{field}.subscription"))
+
+
 def _set_token(message: dict[str, Any]) -> SetToken:
+    if "detail" in message:  # the page's detail as the extension relays it
+        return check_token_detail(message["detail"])
+    # The flat shape of protocol 1 before `detail`: the same rules, field by field.
     token = check_token(message.get("accessToken"))
-    subscription = message.get("subscription")
-    active = None if subscription is None else _subscription(subscription, "subscription")
+    active = None
+    if "subscription" in message:
+        active = check_subscription(message["subscription"])
     return SetToken(token, active)
 
 
 def _set_subscription(message: dict[str, Any]) -> SetSubscription:
-    return SetSubscription(_subscription(message.get("subscription"), "subscription"))
+    if "detail" in message:
+        return check_subscription_detail(message["detail"])
+    if "subscription" not in message:
+        raise _FieldError("field 'subscription' is missing")
+    return SetSubscription(check_subscription(message["subscription"]))
 
 
 def check_url(url: object, field: str) -> str:
-    """Validate one URL to flattr: absolute http(s) with a host, at most 8 KiB."""
+    """Validate one URL to flattr (docs/protocol.md, "URLs"): ``http(s)://host``
+    with an optional port, path, query and fragment; an ASCII host name, IPv4 or
+    bracketed IPv6 address; no user info; no space, control character, backslash or
+    lone surrogate; at most 8,192 bytes in UTF-8. Returned unchanged."""
     if not isinstance(url, str):
         raise _FieldError(f"field '{field}' must be a string, got {_type_name(url)}")
     if len(url) > MAX_URL_BYTES // 4:  # else even 4 bytes per character fit the limit
+        # A lone surrogate counts 3 bytes, as JavaScript's TextEncoder counts U+FFFD.
         size = len(url.encode("utf-8", "surrogatepass"))
         if size > MAX_URL_BYTES:
             raise _FieldError(
-                f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}"
+                f"field '{field}' is {size} bytes, limit {MAX_URL_BYTES}"
             )
-    if _PLAIN_HTTP_URL.match(url):
-        return url  # the common shape, accepted without the general parser below
-    from urllib.parse import urlsplit  # loaded on the first flattr, not at start-up
+    if _PLAIN_URL.fullmatch(url):
+        return url
+    return check_url_rules(url, field)
 
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as exc:
-        raise _FieldError(f"field '{field}' is not a valid URL ({exc})",
-                          reason=f"field '{field}' is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
+
+def check_url_rules(url: str, field: str) -> str:
+    """:func:`check_url` after the type and size, rule by rule (no shortcut)."""
+    bad = _LONE_SURROGATE.search(url)
+    if bad is not None:
+        raise _FieldError(f"field '{field}' has a lone surrogate at character {bad.start()}")
+    bad = _URL_FORBIDDEN.search(url)
+    if bad is not None:
+        raise _FieldError(f"field '{field}' must not contain spaces, control characters or "
+                          f"backslashes; character {bad.start()} is U+{ord(bad.group()):04X}")
+    scheme = _URL_SCHEME.match(url)
+    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
         raise _FieldError(f"field '{field}' must be an http or https URL")
+    start = scheme.end()
+    if not url.startswith("//", start):
+        raise _FieldError(f"field '{field}' must be an absolute URL (scheme://host)")
+    authority = _URL_AUTHORITY.match(url, start + 2)
+    assert authority is not None  # matches the empty string at least
+    _check_authority(authority.group(), field)
+    return url
+
+
+def _check_authority(authority: str, field: str) -> None:
+    if "@" in authority:
+        raise _FieldError(f"field '{field}' must not contain a user name or password")
+    if authority.startswith("["):
+        end = authority.find("]")
+        host, rest = (authority, "") if end < 0 else (authority[: end + 1], authority[end + 1 :])
+    else:
+        host, colon, port = authority.partition(":")
+        rest = colon + port
+    if rest:
+        port = rest[1:]
+        if not rest.startswith(":") or not _DIGITS.fullmatch(port) or not (
+            len(port) <= 5 and 1 <= int(port) <= 65535
+        ):
+            raise _FieldError(f"field '{field}' has port {rest[:8]!r}; it must be 1 to 65535",
+                              reason=f"field '{field}' has a port that is not 1 to 65535")
     if not host:
         raise _FieldError(f"field '{field}' must name a host")
-    if _SPACE_OR_CONTROL.search(url):
-        raise _FieldError(f"field '{field}' must not contain spaces or control characters")
-    return url
+    if host.startswith("["):
+        if not (host.endswith("]") and _is_ipv6(host[1:-1])):
+            raise _FieldError(f"field '{field}' has an invalid IPv6 address")
+        return
+    if not _HOST_NAME.fullmatch(host):
+        raise _FieldError(f"field '{field}' must have an ASCII host name (labels of letters, "
+                          "digits, '-' and '_'; IDN in its xn-- form)")
+    last = host.rpartition(".")[2]
+    if _DIGITS.fullmatch(last) and not _IPV4.fullmatch(host):
+        raise _FieldError(f"field '{field}' has a host ending in a number that is not an "
+                          "IPv4 address (four parts of 0 to 255)")
+
+
+def _is_ipv6(text: str) -> bool:
+    """An IPv6 address in RFC 4291 text form, optionally ending in IPv4; no zone."""
+    head, gap, tail = text.partition("::")
+    if "::" in tail:
+        return False
+    groups = [g for part in (head, tail) if part for g in part.split(":")]
+    # Only the very last group may be an IPv4 address, and it fills two groups.
+    if groups and "." in groups[-1] and (tail or not gap):
+        if not _IPV4.fullmatch(groups[-1]):
+            return False
+        groups[-1:] = ["0", "0"]
+    if not all(_HEX_GROUP.fullmatch(g) for g in groups):
+        return False
+    return len(groups) < 8 if gap else len(groups) == 8
 
 
 def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:

@@ -34,10 +34,37 @@ AAD = b"flattr-companion token v1"
 KEYRING_BACKENDS = ("secret-service", "macos-keychain", "windows-credentials")
 
 
-def _key_id(key: bytes) -> str:
+def key_id(key: bytes) -> str:
+    """The id a sealed row records for its key: a hash prefix, safe to store."""
     import hashlib
 
     return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+
+
+def read_sealed(conn: sqlite3.Connection) -> tuple[str, bytes, bytes] | None:
+    """The stored token row on ``conn`` (a read-only connection will do):
+    ``(key_id, nonce, ciphertext)``, or None when no token is stored."""
+    row = conn.execute("SELECT key_id, nonce, ciphertext FROM token WHERE id = 1").fetchone()
+    return None if row is None else (str(row[0]), bytes(row[1]), bytes(row[2]))
+
+
+def unseal(key: bytes, sealed: tuple[str, bytes, bytes]) -> str:
+    """Decrypt a sealed row with ``key``; no side effect. Raises
+    :class:`~flattr_host.errors.TokenUnusable` saying whether the key is another one
+    or the ciphertext fails authentication."""
+    from flattr_host.errors import TokenUnusable
+
+    row_key_id, nonce, ciphertext = sealed
+    if len(key) != KEY_BYTES or row_key_id != key_id(key):
+        raise TokenUnusable("token was encrypted with another key", wrong_key=True)
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, AAD).decode("ascii")
+    except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
+        raise TokenUnusable(f"token cannot be decrypted ({type(exc).__name__})",
+                            wrong_key=False) from None
 
 
 def load_or_create_key(path: str | os.PathLike[str], log: Logger) -> bytes:
@@ -107,7 +134,7 @@ class TokenStore:
         key = self._get_key()
         nonce = os.urandom(NONCE_BYTES)
         self._log.add_secret(token)
-        return _key_id(key), nonce, AESGCM(key).encrypt(nonce, token.encode("ascii"), AAD)
+        return key_id(key), nonce, AESGCM(key).encrypt(nonce, token.encode("ascii"), AAD)
 
     @staticmethod
     def put(conn: sqlite3.Connection, sealed: tuple[str, bytes, bytes]) -> None:
@@ -137,12 +164,10 @@ class TokenStore:
 
     def load_sealed(self) -> tuple[str, bytes] | None:
         """(token, ciphertext) or None; the ciphertext identifies this token version."""
-        row = self._store.conn.execute(
-            "SELECT key_id, nonce, ciphertext FROM token WHERE id = 1"
-        ).fetchone()
+        row = read_sealed(self._store.conn)
         if row is None:
             return None
-        key_id, nonce, ciphertext = row
+        from flattr_host.errors import TokenUnusable
         from flattr_host.keys import KeyUnavailable
 
         try:
@@ -150,28 +175,22 @@ class TokenStore:
         except KeyUnavailable as exc:
             self._discard(row, f"the token's key is unavailable: {exc}")
             return None
-        if key_id != _key_id(key):
-            self._discard(row, "token was encrypted with another key")
-            return None
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         try:
-            token = AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), AAD).decode("ascii")
-        except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
-            self._discard(row, f"token cannot be decrypted ({type(exc).__name__})")
+            token = unseal(key, row)
+        except TokenUnusable as exc:
+            self._discard(row, str(exc))
             return None
         self._log.add_secret(token)
-        return token, bytes(ciphertext)
+        return token, row[2]
 
     def _discard(self, row: tuple[str, bytes, bytes], reason: str) -> None:
         import base64
 
         folder = os.path.dirname(self._key_path)
         aside = os.path.join(folder, f"token.broken-{int(time.time() * 1000)}.json")
-        key_id, nonce, ciphertext = row
+        row_key_id, nonce, ciphertext = row
         record = {
-            "key_id": key_id,
+            "key_id": row_key_id,
             "nonce": base64.b64encode(bytes(nonce)).decode(),
             "ciphertext": base64.b64encode(bytes(ciphertext)).decode(),
         }

@@ -79,7 +79,9 @@
     handshakesOpen -= 1;
     let authenticated = false;
     try {
-      const reply = await toWorker({ type: "page-token", ...checked.value });
+      // The detail goes on as checked (a fresh copy of the documented keys); the
+      // worker relays it to the host as it is.
+      const reply = await toWorker({ type: "page-token", detail: checked.value });
       // On the sign-in tab the extension opened itself, the tab has been closed
       // instead of answering (document 000, "Initiated by extension").
       if (reply.closed === true) return;
@@ -94,7 +96,7 @@
     const checked = validate.subscriptionDetail(readDetail(event));
     if (!checked.ok) return warn(checked.reason);
     try {
-      await toWorker({ type: "page-subscription", subscription: checked.value.subscription });
+      await toWorker({ type: "page-subscription", detail: checked.value });
     } catch (error) {
       console.warn(`flattr-companion: updating the subscription failed: ${error.message}`);
     }

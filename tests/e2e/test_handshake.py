@@ -66,6 +66,11 @@ def test_page_started_handshake(browser: BrowserDriver, host: Host, site: Site) 
     assert state["authenticated"] is True
     assert state["subscription"] == {"active": True}
     assert host.requests().count("set-token") == 1
+    # The worker relays the page's detail as it is (docs/protocol.md, set-token).
+    (relayed,) = [line["message"] for line in host.log_lines()
+                  if line.get("msg") == "frame in" and line["message"].get("type") == "set-token"]
+    assert set(relayed) == {"id", "type", "detail"}
+    assert relayed["detail"] == {"accessToken": "[redacted]", "subscription": {"active": True}}
     secret = token.encode()
     assert host.home.is_dir()
     assert secret not in host.files_bytes(), "token in clear text in the host's data directory"

@@ -43,6 +43,15 @@ def test_settings_page_and_live_push(browser: BrowserDriver, host: Host, site: S
     wait_popup(popup, "$('subscription').dataset.active === 'false'")
     state = host.status()
     assert state["subscription"] == {"active": False}
+    # Each page detail reached the host as the page sent it (docs/protocol.md).
+    relayed = [{k: v for k, v in line["message"].items() if k != "id"}
+               for line in host.log_lines()
+               if line.get("msg") == "frame in"
+               and line["message"].get("type") == "set-subscription"]
+    assert relayed and all(set(r) == {"type", "detail"} for r in relayed), relayed
+    details = [r["detail"] for r in relayed]
+    assert {"subscription": {"active": True}} in details
+    assert details[-1] == {"subscription": {"active": False}}
     assert state["authenticated"] is True
     assert host.requests().count("set-subscription") >= 2
     # Nothing was flattred along the way.

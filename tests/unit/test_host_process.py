@@ -88,6 +88,24 @@ def test_every_type_in_one_session(host: HostProcess) -> None:
     assert state["authenticated"] is False and state["queue"]["pending"] == 2
 
 
+def test_page_details_relayed_as_they_are(host: HostProcess) -> None:
+    """The worker relays the page's flattr-token and flattr-subscription details
+    unchanged under ``detail`` (docs/protocol.md); the flat shape still works."""
+    assert host.request("hello", **HELLO)["ok"]
+    reply = host.request("set-token", detail={"accessToken": "tok-detail",
+                                              "subscription": {"active": True}})
+    assert reply["result"] == {"authenticated": True}
+    state = host.request("get-state")["result"]
+    assert state["authenticated"] is True and state["subscription"] == {"active": True}
+    state = host.request("set-subscription", detail={"subscription": {"active": False}})
+    assert state["result"]["subscription"] == {"active": False}
+    refused = host.request("set-subscription", detail={"subscription": {"active": True},
+                                                       "plan": "x"})
+    assert refused["ok"] is False and refused["error"]["code"] == "invalid_request"
+    assert "'detail' has an unexpected key 'plan'" in refused["error"]["message"]
+    assert host.request("get-state")["result"]["subscription"] == {"active": False}
+
+
 def test_set_token_reply_comes_after_the_token_is_durable(host: HostProcess, home: Path) -> None:
     host.request("set-token", accessToken="durable-token")
     # Another connection (another process would see the same) reads it at once.
@@ -223,6 +241,8 @@ def test_token_never_appears_in_any_log_or_stderr(launcher: Path, home: Path) ->
         process.request("hello", **HELLO)
         process.request("set-token", accessToken=token, subscription={"active": True})
         process.request("set-token", accessToken=token + " bad")  # refused: echoes nothing
+        process.request("set-token", detail={"accessToken": token})  # as the worker relays it
+        process.request("set-token", detail={"accessToken": token + " bad"})
         process.request("flattr", urls=[f"https://a.example/?t={token}"])
         process.request("flush")
         process.close_stdin()

@@ -25,7 +25,7 @@ from flattr_host.keys import Keys, KeyUnavailable, MacKeychain, WindowsCredentia
 from flattr_host.logs import Logger
 from flattr_host.state import SignedOut, StateStore, TokenStored
 from flattr_host.store import Store
-from flattr_host.token_store import KEY_BYTES, TokenStore, _key_id
+from flattr_host.token_store import KEY_BYTES, TokenStore, key_id
 
 TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
 
@@ -531,7 +531,7 @@ def test_windows_credentials_through_keys(home: Path, log: Logger, store: Store)
     assert tokens.load() == TOKEN and not (home / "token.key").exists()
     (blob, _, _), = api.creds.values()
     assert keys.decode_secret(blob) is not None
-    assert _key_id(base64.b64decode(blob)) == store.conn.execute(
+    assert key_id(base64.b64decode(blob)) == store.conn.execute(
         "SELECT key_id FROM token").fetchone()[0]
 
 

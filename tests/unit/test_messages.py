@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from flattr_host import messages as m
 from flattr_host.errors import RequestError
@@ -74,7 +72,7 @@ def test_set_token_repr_hides_the_token() -> None:
 @pytest.mark.parametrize(
     ("token", "text"),
     [
-        ("", "1 to 4096"),
+        ("", "must not be empty"),
         ("x" * 4097, "4097 characters"),
         ("has space", "character 3"),
         ("tab\there", "visible ASCII"),
@@ -114,8 +112,8 @@ def test_flattr_urls() -> None:
         (["ftp://a.example/x"], "http or https"),
         (["javascript:alert(1)"], "http or https"),
         (["https:///path"], "must name a host"),
-        (["https://a.example/" + "x" * 8200], "exceeds limit of 8192"),
-        (["https://a.example/a b"], "spaces or control"),
+        (["https://a.example/" + "x" * 8200], "8218 bytes, limit 8192"),
+        (["https://a.example/a b"], "spaces, control characters"),
         (["https://ok.example", "https://[::1"], "'urls[1]'"),
     ],
 )
@@ -138,46 +136,3 @@ def test_reply_shapes() -> None:
     assert m.error(None, "internal", "x") == {
         "id": None, "ok": False, "error": {"code": "internal", "message": "x"}}
     assert m.state_event({"s": 1}) == {"event": "state", "state": {"s": 1}}
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://a.example", "http://a.example:8080/x?y=1#z", "https://a.example/ü",
-        "HTTPS://A.EXAMPLE/", "https://user:pw@a.example/", "https://[::1]:8443/",
-        "https://a.example/a b", "https://a.example/\x7f", "https://", "https://:80/",
-        "https://a.example:x/", "https://-a.example/", "http://a..b/",
-    ],
-)
-def test_fast_path_agrees_with_the_general_parser(url: str) -> None:
-    """The regex fast path must accept exactly what urlsplit-based checking accepts."""
-    from urllib.parse import urlsplit
-
-    def general(u: str) -> bool:
-        try:
-            parts = urlsplit(u)
-            host = parts.hostname
-        except ValueError:
-            return False
-        return (parts.scheme in ("http", "https") and bool(host)
-                and m._SPACE_OR_CONTROL.search(u) is None)
-
-    try:
-        m.check_url(url, "u")
-        accepted = True
-    except Exception:
-        accepted = False
-    assert accepted == general(url)
-    if m._PLAIN_HTTP_URL.match(url):
-        assert general(url)
-
-
-@given(st.text(alphabet="hts:/.@[]-?#:%80aAbZ \x00\x7fü", max_size=30))
-def test_fast_path_never_accepts_what_the_parser_refuses(tail: str) -> None:
-    from urllib.parse import urlsplit
-
-    for url in (tail, "http://" + tail, "https://" + tail):
-        if m._PLAIN_HTTP_URL.match(url):
-            parts = urlsplit(url)
-            assert parts.scheme in ("http", "https") and parts.hostname
-            assert m._SPACE_OR_CONTROL.search(url) is None

@@ -214,6 +214,7 @@ def test_a_reply_that_cannot_be_encoded_becomes_internal_and_the_host_goes_on(
         tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The second line of defence: suppose validation let a lone surrogate through.
     monkeypatch.setattr(m, "check_tree", lambda _message: None)
+    monkeypatch.setattr(m, "check_url_rules", lambda url, _field: url)
     run = Run(tmp_path / "home", level)
     sent = [{"id": 1, "type": "attention-page", "url": SURROGATE_URL},  # the reply echoes it
             {"id": 2, "type": "flattr", "urls": [SURROGATE_URL]},  # SQLite cannot bind it
