@@ -30,9 +30,9 @@ firefox:
 	@command -v firefox-esr >/dev/null || { echo "installing firefox-esr (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq firefox-esr >/dev/null; } || echo "WARNING: firefox-esr could not be installed; Firefox tests will be skipped"
 
 lint: venv
-	$(VENV)/bin/ruff check host fake_site tests bench demo extension
-	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr
-	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr
+	$(VENV)/bin/ruff check host fake_site testkit tests bench demo extension
+	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr && ln -sfn ../testkit .typecheck/flattr_testing
+	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr -p flattr_testing
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

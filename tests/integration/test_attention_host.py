@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
+from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
-from tests.support.host import HostProcess
 
 SCALE = "0.01"
 PAGE = "https://blog.example/post?utm_source=x#comments"

@@ -12,8 +12,8 @@ import threading
 import time
 from collections import Counter
 
+from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
-from tests.support.host import HostProcess
 
 BULK = "/rest/v2/flattr/bulk"
 KILLS = 50

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 from tests.unit.fake_site.client import Answer, call
 
 JSON_TYPE = "application/json;charset=utf-8"

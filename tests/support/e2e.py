@@ -1,0 +1,78 @@
+"""What this repository's end-to-end tests share beyond the test kit's fixtures.
+
+The drivers, pages and clients come from the installed test kit (flattr_testing);
+this module adds the facts about our own extension the tests assert on and a few
+helpers only this suite uses. The extension is the one the kit loads by default
+(``FLATTR_EXTENSION`` / ``FLATTR_E2E_EXTENSION`` or extension/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flattr_testing.browsers import (
+    ARTICLE,
+    ActionPopup,
+    BrowserDriver,
+    ExtensionBrowser,
+    FirefoxBrowser,
+    resolver_rules,
+)
+from flattr_testing.extension import Extension
+from flattr_testing.fake_site import BULK_PATH, FakeSite
+from flattr_testing.host import Host, host_env
+from flattr_testing.pages import (
+    WAIT_MS,
+    ChromiumPage,
+    FirefoxFrame,
+    FirefoxPage,
+    FlattrPage,
+    log_in,
+    page_handshake,
+    wait_popup,
+)
+
+__all__ = [
+    "ARTICLE", "BUILD_ID", "BULK_PATH", "EXTENSION", "EXTENSION_DIR", "EXTENSION_ID",
+    "GECKO_ID", "MANIFEST_VERSION", "POPUP_URL", "ROOT", "WAIT_MS", "ActionPopup",
+    "BrowserDriver", "ChromiumPage", "ExtensionBrowser", "FirefoxBrowser", "FirefoxFrame",
+    "FirefoxPage", "FlattrPage", "Host", "LaunchFn", "Site", "bulk_urls", "host_env",
+    "log_in", "page_handshake", "profile_bytes", "resolver_rules", "routed_page",
+    "wait_popup",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION = Extension.load()
+EXTENSION_DIR = EXTENSION.path
+EXTENSION_ID = EXTENSION.chromium_id
+GECKO_ID = EXTENSION.gecko_id or ""
+MANIFEST_VERSION = EXTENSION.version
+BUILD_ID = EXTENSION.build_id or ""
+POPUP_URL = EXTENSION.chromium_url("popup/popup.html")
+
+#: the fake site's client under the name the scenario tests use
+Site = FakeSite
+LaunchFn = Callable[..., ExtensionBrowser]
+
+
+def bulk_urls(site: FakeSite, token: str | None = None) -> list[str]:
+    """URLs sent in bulk POSTs (optionally only those with ``Bearer token``)."""
+    return site.bulk_urls(token)
+
+
+def routed_page(browser: BrowserDriver, url: str, body: str) -> FlattrPage:
+    """Open ``url`` served by the test itself (for origins the fake site is not)."""
+    return browser.open_routed(url, body)
+
+
+def profile_bytes(profile: Path) -> bytes:
+    """Every file the browser wrote under the profile, concatenated (for leak checks)."""
+    chunks = []
+    for path in profile.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                chunks.append(path.read_bytes())
+            except OSError:
+                continue
+    return b"".join(chunks)
