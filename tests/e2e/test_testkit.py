@@ -50,8 +50,10 @@ class Outcome:
     artifacts: Path
 
 
-def run_project(folder: Path, files: dict[str, str], *args: str) -> Outcome:
-    """Write ``files`` into ``folder`` and run pytest there with the installed plugin."""
+def run_project(folder: Path, files: dict[str, str], *args: str,
+                plugin: bool = True) -> Outcome:
+    """Write ``files`` into ``folder`` and run pytest there with the installed plugin
+    (``plugin=False``: with ``-p no:flattr_testing``)."""
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     # Its own rootdir: nothing of this repository's pytest configuration applies.
@@ -60,9 +62,10 @@ def run_project(folder: Path, files: dict[str, str], *args: str) -> Outcome:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     env["HOME"] = str(folder / "home")
+    own = ["--flattr-artifacts=artifacts"] if plugin else ["-p", "no:flattr_testing"]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         "--junitxml=report.xml", "--flattr-artifacts=artifacts", *args],
+         "--junitxml=report.xml", *own, *args],
         cwd=folder, env=env, capture_output=True, text=True, timeout=540, check=False,
     )
     results: dict[str, str] = {}
@@ -127,7 +130,7 @@ def test_plugin_is_inert_until_its_fixtures_are_used(tmp_path: Path) -> None:
     assert outcome.results == {"test_plain": "passed"}, outcome.output
     assert "flattr" not in outcome.output.lower()
     assert not outcome.artifacts.exists()
-    disabled = run_project(tmp_path, {}, "-p", "no:flattr_testing", "--co")
-    assert disabled.returncode == 0, disabled.output
-    unknown = run_project(tmp_path, {}, "-p", "no:flattr_testing", "--flattr-browser=firefox")
-    assert unknown.returncode != 0 and "unrecognized arguments" in unknown.output
+    # Loaded: its options exist. Disabled with -p no:flattr_testing: they do not.
+    assert "--flattr-browser" in run_project(tmp_path, {}, "--help").output
+    disabled = run_project(tmp_path, {}, "--flattr-browser=firefox", plugin=False)
+    assert disabled.returncode != 0 and "unrecognized arguments" in disabled.output
