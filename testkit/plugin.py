@@ -136,6 +136,13 @@ def _options(config: pytest.Config) -> Options:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the browsers marker; refuse a ``--flattr-extension`` that is not one."""
+    folder = config.getoption("flattr_extension", default=None)
+    if folder:
+        try:
+            Extension.load(folder)
+        except Exception as error:
+            raise pytest.UsageError(f"--flattr-extension: {error}") from None
     marker = str(config.getini(MARKER_INI) or DEFAULT_MARKER)
     config.addinivalue_line(
         "markers", f"{marker}(*names): run the test in these browsers (chromium, firefox)"
@@ -348,10 +355,7 @@ def flattr_artifacts(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def flattr_extension(pytestconfig: pytest.Config) -> Extension:
     """The extension browsers load: ``--flattr-extension DIR``, else this project's."""
-    try:
-        return Extension.load(_options(pytestconfig).extension_dir)
-    except Exception as error:
-        raise pytest.UsageError(str(error)) from None
+    return Extension.load(_options(pytestconfig).extension_dir)
 
 
 @pytest.fixture

@@ -34,6 +34,49 @@ def test_deliberately_fails(flattr_browser, flattr_site, flattr_host):
     assert page.session_extension() == "not the version", "deliberate failure"
 '''
 
+# Another extension (no "key": Chromium derives its id from the folder's path) that
+# identifies itself on flattr.com and says hello to the host over native messaging.
+OTHER_EXTENSION = {
+    "manifest.json": json.dumps({
+        "manifest_version": 3, "name": "Other", "version": "2.5",
+        "browser_specific_settings": {"gecko": {"id": "other@example.test"}},
+        "permissions": ["nativeMessaging"],
+        "background": {"service_worker": "bg.js", "scripts": ["bg.js"]},
+        "content_scripts": [{"matches": ["https://flattr.com/*"], "js": ["content.js"],
+                             "run_at": "document_start"}],
+    }),
+    "content.js": 'sessionStorage.setItem("extension", "other-2.5");\n'
+                  'document.dispatchEvent(new CustomEvent("flattr-installed"));\n',
+    "bg.js": 'const port = chrome.runtime.connectNative("com.flattr.companion");\n'
+             "port.onMessage.addListener(() => {});\n"
+             'port.postMessage({id: 1, type: "hello",'
+             ' extension: {id: chrome.runtime.id, version: "2.5", build: "other"}});\n',
+}
+
+OTHER = '''
+import time
+from pathlib import Path
+
+
+def test_other_extension(flattr_browser_name, flattr_open_browser, flattr_host):
+    browser = flattr_open_browser(flattr_browser_name, extension=Path("other"))
+    page = browser.open("https://flattr.com/")
+    page.wait_event("flattr-installed")
+    assert page.session_extension() == "other-2.5"
+    deadline = time.monotonic() + 30
+    while not [x for x in flattr_host.log_lines() if x.get("msg") == "hello"]:
+        assert time.monotonic() < deadline, flattr_host.log_text()
+        time.sleep(0.1)
+    (hello,) = [x for x in flattr_host.log_lines() if x.get("msg") == "hello"]
+    assert hello["build"] == "other"
+'''
+
+
+def write_other_extension(folder: Path) -> None:
+    (folder / "other").mkdir(exist_ok=True)
+    for name, text in OTHER_EXTENSION.items():
+        (folder / "other" / name).write_text(text, encoding="utf-8")
+
 
 def docs_example() -> tuple[str, str]:
     """(file name, code) of the example in docs/testing.md."""
@@ -90,13 +133,19 @@ def test_example_project_passes_and_failures_explain_themselves(
     if reason:
         pytest.skip(reason)
     example_name, example = docs_example()
-    outcome = run_project(tmp_path, {example_name: example, "test_failing.py": FAILING},
-                          f"--flattr-browser={name}")
+    write_other_extension(tmp_path)
+    outcome = run_project(
+        tmp_path,
+        {example_name: example, "test_failing.py": FAILING, "test_other.py": OTHER},
+        f"--flattr-browser={name}",
+    )
     browser_case = f"test_flattr_com_signs_in_through_the_extension[{name}]"
     assert outcome.results == {
         browser_case: "passed",
         "test_host_answers_hello": "passed",
         f"test_deliberately_fails[{name}]": "failed",
+        # Another extension, by argument: loaded, identified, admitted by the host.
+        f"test_other_extension[{name}]": "passed",
     }, outcome.output[-6000:]
     assert outcome.returncode == 1
 
@@ -134,3 +183,19 @@ def test_plugin_is_inert_until_its_fixtures_are_used(tmp_path: Path) -> None:
     assert "--flattr-browser" in run_project(tmp_path, {}, "--help").output
     disabled = run_project(tmp_path, {}, "--flattr-browser=firefox", plugin=False)
     assert disabled.returncode != 0 and "unrecognized arguments" in disabled.output
+
+
+@pytest.mark.timeout(300)
+def test_extension_option_sets_the_default(tmp_path: Path) -> None:
+    write_other_extension(tmp_path)
+    check = (
+        "def test_default(flattr_extension, flattr_host):\n"
+        "    assert flattr_extension.gecko_id == 'other@example.test'\n"
+        "    assert flattr_extension.version == '2.5'\n"
+        "    assert 'other@example.test' in flattr_host.env['FLATTR_ALLOWED_EXTENSIONS']\n"
+    )
+    outcome = run_project(tmp_path, {"test_default.py": check}, "--flattr-extension=other")
+    assert outcome.results == {"test_default": "passed"}, outcome.output
+    missing = run_project(tmp_path, {}, "--flattr-extension=nowhere")
+    assert missing.returncode != 0
+    assert "nowhere is not an unpacked extension" in missing.output, missing.output
