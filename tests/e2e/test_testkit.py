@@ -199,3 +199,38 @@ def test_extension_option_sets_the_default(tmp_path: Path) -> None:
     missing = run_project(tmp_path, {}, "--flattr-extension=nowhere")
     assert missing.returncode != 0
     assert "nowhere is not an unpacked extension" in missing.output, missing.output
+
+
+SELECTION = """
+import pytest
+
+
+@pytest.mark.flattr_browsers("chromium", "firefox")
+def test_both(flattr_browser_name):
+    pass
+
+
+def test_unmarked(flattr_browser_name):
+    pass
+"""
+
+
+def collected(outcome: Outcome) -> list[str]:
+    return sorted(line.split("::", 1)[1] for line in outcome.output.splitlines()
+                  if line.startswith("test_sel.py::"))
+
+
+@pytest.mark.timeout(300)
+def test_browser_selection_by_marker_and_option(tmp_path: Path) -> None:
+    files = {"test_sel.py": SELECTION}
+    assert collected(run_project(tmp_path, files, "--co")) == [
+        "test_both[chromium]", "test_both[firefox]", "test_unmarked[chromium]"]
+    assert collected(run_project(tmp_path, files, "--co", "--flattr-browser=firefox")) == [
+        "test_both[firefox]", "test_unmarked[firefox]"]
+    both = run_project(tmp_path, files, "--co", "--flattr-browser=chromium",
+                       "--flattr-browser=firefox")
+    assert collected(both) == ["test_both[chromium]", "test_both[firefox]",
+                               "test_unmarked[chromium]", "test_unmarked[firefox]"]
+    bad = run_project(tmp_path, {"test_sel.py": SELECTION.replace('"firefox"', '"safari"')},
+                      "--co")
+    assert bad.returncode != 0 and "unknown browsers ['safari']" in bad.output, bad.output
