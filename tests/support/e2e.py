@@ -8,6 +8,7 @@ helpers only this suite uses. The extension is the one the kit loads by default
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from flattr_testing.extension import Extension
 from flattr_testing.fake_site import BULK_PATH, FakeSite
 from flattr_testing.host import Host, host_env
 from flattr_testing.pages import (
+    NO_LIVE_PUSH_JS,
+    RECORDER_JS,
     WAIT_MS,
     ChromiumPage,
     FirefoxFrame,
@@ -32,17 +35,51 @@ from flattr_testing.pages import (
     page_handshake,
     wait_popup,
 )
+from flattr_testing.plugin import BROWSERS, DEFAULT_CHROMIUM, browser_skip_reason
 
 __all__ = [
-    "ARTICLE", "BUILD_ID", "BULK_PATH", "EXTENSION", "EXTENSION_DIR", "EXTENSION_ID",
-    "GECKO_ID", "MANIFEST_VERSION", "POPUP_URL", "ROOT", "WAIT_MS", "ActionPopup",
-    "BrowserDriver", "ChromiumPage", "ExtensionBrowser", "FirefoxBrowser", "FirefoxFrame",
-    "FirefoxPage", "FlattrPage", "Host", "LaunchFn", "Site", "bulk_urls", "host_env",
-    "log_in", "page_handshake", "profile_bytes", "resolver_rules", "routed_page",
+    "ARTICLE",
+    "ARTIFACTS",
+    "BROWSERS",
+    "BUILD_ID",
+    "BULK_PATH",
+    "CHROMIUM",
+    "EXTENSION",
+    "EXTENSION_DIR",
+    "EXTENSION_ID",
+    "GECKO_ID",
+    "MANIFEST_VERSION",
+    "NO_LIVE_PUSH_JS",
+    "POPUP_URL",
+    "RECORDER_JS",
+    "ROOT",
+    "WAIT_MS",
+    "ActionPopup",
+    "BrowserDriver",
+    "ChromiumPage",
+    "ExtensionBrowser",
+    "FirefoxBrowser",
+    "FirefoxFrame",
+    "FirefoxPage",
+    "FlattrPage",
+    "Host",
+    "LaunchFn",
+    "Site",
+    "browser_skip_reason",
+    "bulk_urls",
+    "host_env",
+    "log_in",
+    "page_handshake",
+    "profile_bytes",
+    "resolver_rules",
+    "routed_page",
     "wait_popup",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the default artifacts folder (``--flattr-artifacts`` changes the plugin's)
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("FLATTR_CHROMIUM", DEFAULT_CHROMIUM)
 EXTENSION = Extension.load()
 EXTENSION_DIR = EXTENSION.path
 EXTENSION_ID = EXTENSION.chromium_id
