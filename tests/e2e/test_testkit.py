@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,24 @@ def test_other_extension(flattr_browser_name, flattr_open_browser, flattr_host):
 '''
 
 
+def processes_using(folder: Path, grace: float = 15.0) -> list[str]:
+    """Command lines of live processes that name ``folder`` (waits ``grace`` seconds
+    for exiting ones to go)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(folder) in text:
+                found.append(text[:300])
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def write_other_extension(folder: Path) -> None:
     (folder / "other").mkdir(exist_ok=True)
     for name, text in OTHER_EXTENSION.items():
@@ -108,7 +127,7 @@ def run_project(folder: Path, files: dict[str, str], *args: str,
     own = ["--flattr-artifacts=artifacts"] if plugin else ["-p", "no:flattr_testing"]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         "--junitxml=report.xml", *own, *args],
+         "--junitxml=report.xml", f"--basetemp={folder / 'basetemp'}", *own, *args],
         cwd=folder, env=env, capture_output=True, text=True, timeout=540, check=False,
     )
     results: dict[str, str] = {}
@@ -170,6 +189,8 @@ def test_example_project_passes_and_failures_explain_themselves(
         assert (folder / "firefox-output.log").is_file()
     # Passing tests leave no failure report behind.
     assert sorted(p.name for p in (outcome.artifacts / "failures").iterdir()) == [folder.name]
+    # Everything closed afterwards, the failed test's browser and host included.
+    assert processes_using(tmp_path) == []
 
 
 @pytest.mark.timeout(300)
