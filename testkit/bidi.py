@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from flattr_testing.errors import FlattrTestingError
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "AsyncBidiClient",
@@ -60,7 +62,7 @@ T = TypeVar("T")
 EventHandler = Callable[["BidiEvent", "AsyncBidiClient"], Coroutine[Any, Any, None]]
 
 
-class BidiError(Exception):
+class BidiError(FlattrTestingError):
     """Root of every error raised by this module."""
 
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
+from flattr_testing.errors import FlattrTestingError
+
 __all__ = [
     "ConnectProxy",
     "ProxyConfigError",
@@ -38,7 +40,7 @@ CONNECT_TIMEOUT = 5.0  # seconds to open the upstream connection
 BUFFER = 65536
 
 
-class ProxyConfigError(ValueError):
+class ProxyConfigError(FlattrTestingError, ValueError):
     """The mapping names a target that is not a loopback address."""
 
 

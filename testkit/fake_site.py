@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from flattr_testing.errors import FlattrTestingError
+
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 #: seconds :meth:`FakeSite.wait_for` waits by default (a browser should be prompt)
@@ -33,7 +35,7 @@ WAIT_TIMEOUT = 15.0
 BULK_PATH = "/rest/v2/flattr/bulk"
 
 
-class FakeSiteError(AssertionError):
+class FakeSiteError(FlattrTestingError, AssertionError):
     """The fake site failed to start or an admin call was refused."""
 
     def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:

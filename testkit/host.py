@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flattr_testing.errors import FlattrTestingError
+
 CHROMIUM_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
 GECKO_ID = "companion@flattr-companion.example"
 MANIFEST_NAME = "com.flattr.companion.json"
@@ -164,6 +166,10 @@ def running_host(launcher: Path, home: Path, **kwargs: Any) -> Iterator[HostProc
         host.kill()
 
 
+class HostSetupError(FlattrTestingError):
+    """The host's CLI failed or wrote something other than expected."""
+
+
 def host_env(base: Path, home: Path, api: str, ca: str,
              extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a browser, inherited by the host it starts: HOME under ``base``,
@@ -214,12 +220,16 @@ class Host:
     def _install(self, args: Iterable[str], ids: Iterable[str]) -> None:
         id_args = [part for one in ids for part in ("--extension-id", one)]
         done = self.cli("install", *args, *id_args)
-        assert done.returncode == 0, f"flattr-host install failed: {done.stderr}"
+        if done.returncode != 0:
+            raise HostSetupError(f"flattr-host install {' '.join(args)} failed "
+                                 f"(exit {done.returncode}): {done.stderr.strip()}")
 
     def status(self) -> dict[str, Any]:
         """``flattr-host status --json``."""
         done = self.cli("status", "--json")
-        assert done.returncode == 0, done.stderr
+        if done.returncode != 0:
+            raise HostSetupError(f"flattr-host status failed (exit {done.returncode}): "
+                                 f"{done.stderr.strip()}")
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
@@ -228,7 +238,8 @@ class Host:
         self._install(["--browser", "chromium", "--user-data-dir", str(profile)],
                       self.chromium_ids)
         manifest = profile / "NativeMessagingHosts" / MANIFEST_NAME
-        assert manifest.is_file(), f"{manifest} was not written"
+        if not manifest.is_file():
+            raise HostSetupError(f"flattr-host install wrote no {manifest}")
         return manifest
 
     def install_firefox(self, home: Path) -> Path:
@@ -237,7 +248,8 @@ class Host:
         self._install(["--browser", "firefox", "--home", str(home)], self.gecko_ids)
         manifest = home / ".mozilla" / "native-messaging-hosts" / MANIFEST_NAME
         allowed = json.loads(manifest.read_text())["allowed_extensions"]
-        assert set(self.gecko_ids) <= set(allowed), allowed
+        if not set(self.gecko_ids) <= set(allowed):
+            raise HostSetupError(f"{manifest} admits {allowed}, not all of {self.gecko_ids}")
         return manifest
 
     def log_lines(self) -> list[dict[str, Any]]:

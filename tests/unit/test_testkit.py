@@ -108,3 +108,28 @@ def test_site_client_helpers(site: FakeSite) -> None:
     assert site.bulk_urls(token) == ["https://a.example/"]
     assert site.bulk_urls("someone-else") == []
     assert f"api  POST   {BULK_PATH}" in site.journal_text()
+
+
+def test_one_exception_root() -> None:
+    from flattr_testing.bidi import BidiError
+    from flattr_testing.connect_proxy import ProxyConfigError
+    from flattr_testing.errors import FlattrTestingError
+    from flattr_testing.fake_site import FakeSiteError
+    from flattr_testing.firefox import FirefoxLaunchError
+    from flattr_testing.host import HostSetupError
+
+    for error in (BidiError, ProxyConfigError, FakeSiteError, FirefoxLaunchError,
+                  HostSetupError, ExtensionError):
+        assert issubclass(error, FlattrTestingError), error
+    # Failed admin calls read as failed checks in pytest's report.
+    assert issubclass(FakeSiteError, AssertionError)
+
+
+def test_failed_install_names_the_command_and_the_error(tmp_path: Path) -> None:
+    from flattr_testing.host import HostSetupError
+
+    host = Host(tmp_path / "host", host_env(tmp_path, tmp_path / "host", "https://x", "ca"))
+    profile = tmp_path / "profile"
+    profile.write_text("a file where the profile folder should be")
+    with pytest.raises(HostSetupError, match=r"install --browser chromium .*failed \(exit"):
+        host.install(profile)
