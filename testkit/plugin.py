@@ -282,7 +282,10 @@ def _safe_name(nodeid: str) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.failed and report.when in ("setup", "call") and _RUN in item.stash:
-        _attach_failure(item, report, item.stash[_RUN])
+        try:
+            _attach_failure(item, report, item.stash[_RUN])
+        except Exception as error:  # a report that cannot be written must not hide the failure
+            report.sections.append(("flattr artifacts", f"(not written: {error!r})"))
     return report
 
 
@@ -308,13 +311,14 @@ def _attach_failure(item: pytest.Item, report: pytest.TestReport, run: Run) -> N
         path.write_text(json.dumps(entries, indent=1), encoding="utf-8")
         written.append(path)
         report.sections.append(("flattr fake-site journal", text))
-    from flattr_testing.browsers import screenshot_open_pages
+    if run.browsers:
+        from flattr_testing.browsers import screenshot_open_pages
 
-    for index, browser in enumerate(run.browsers):
-        if getattr(browser, "closed", False):
-            continue
-        relative = f"failures/{folder.name}/{browser.name}{index}"
-        written.extend(screenshot_open_pages(browser, relative))
+        for index, browser in enumerate(run.browsers):
+            if getattr(browser, "closed", False):
+                continue
+            relative = f"failures/{folder.name}/{browser.name}{index}"
+            written.extend(screenshot_open_pages(browser, relative))
     if run.firefox is not None:
         path = folder / "firefox-output.log"
         path.write_text(run.firefox.output_tail(20000), encoding="utf-8")
