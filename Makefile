@@ -50,9 +50,9 @@ keyring:
 	@{ command -v gnome-keyring-daemon && command -v dbus-run-session && command -v secret-tool; } >/dev/null || { echo "installing gnome-keyring (apt)"; $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq gnome-keyring libsecret-tools dbus >/dev/null; } || echo "WARNING: gnome-keyring could not be installed; Secret Service tests will be skipped"
 
 lint: venv npm-tools
-	$(VENV)/bin/ruff check host fake_site tests bench demo extension tools
-	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr
-	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr
+	$(VENV)/bin/ruff check host fake_site testkit tests bench demo extension tools
+	@mkdir -p .typecheck && ln -sfn ../host .typecheck/flattr_host && ln -sfn ../fake_site .typecheck/fake_flattr && ln -sfn ../testkit .typecheck/flattr_testing
+	MYPYPATH=.typecheck $(VENV)/bin/mypy --strict -p flattr_host -p fake_flattr -p flattr_testing
 	$(PY) tools/lint_extension.py
 
 unit: venv

@@ -11,7 +11,7 @@
 6. saves screenshots to test-artifacts/ and removes everything it started.
 
 ``--browser firefox`` tells the same story in firefox-esr, driven over WebDriver
-BiDi (tests/support/, docs/firefox.md): the host is installed with ``--browser
+BiDi (flattr_testing, docs/firefox.md): the host is installed with ``--browser
 firefox --home DIR``, https://flattr.com is reached through a loopback CONNECT proxy
 with the fake CA trusted in the profile, "Sign in" is clicked in the popup page
 opened in a tab, and "Flattr this page" is the popup's own runtime message (BiDi
@@ -28,161 +28,28 @@ import base64
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
+
+from flattr_testing.fake_site import BULK_PATH, FakeSite, FakeSiteError
 
 ROOT = Path(__file__).resolve().parents[1]
 GECKO_ID = "companion@flattr-companion.example"
 EXTENSION = ROOT / "extension"
-EXTENSION_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
-POPUP_URL = f"chrome-extension://{EXTENSION_ID}/popup/popup.html"
 ARTIFACTS = ROOT / "test-artifacts"
 PAGES = [
     ("https://blog.example/2024/why-flattr", "Why I flattr"),
     ("https://podcast.example/episode/42", "Episode 42"),
 ]
-BULK_PATH = "/rest/v2/flattr/bulk"
 
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-class FakeSite:
-    """The fake site process and its admin API."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fake_flattr", "--seed"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        info = json.loads(self.proc.stdout.readline())
-        self.site, self.api, self.ca, self.spki = (
-            info["site"],
-            info["api"],
-            info["ca"],
-            info["spki"],
-        )
-        self.tls = ssl.create_default_context(cafile=self.ca)
-        self.tls.check_hostname = False  # reached as 127.0.0.1; the CA is still verified
-
-    def admin(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        url = f"{self.api}/__admin/{path}" + (f"?{urlencode(query)}" if query else "")
-        with urllib.request.urlopen(url, context=self.tls, timeout=70) as resp:  # noqa: S310 - https to the fake site
-            return json.loads(resp.read())
-
-    def wait_bulk(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        answer = self.admin(
-            "journal/wait",
-            {
-                "count": count,
-                "timeout": timeout,
-                "server": "api",
-                "method": "POST",
-                "path": BULK_PATH,
-            },
-        )
-        entries: list[dict[str, Any]] = answer["entries"]
-        return entries
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class ActionPopup:
-    """The toolbar popup, opened with CDP Extensions.triggerAction (a real click's
-    effect, activeTab included) and driven over a raw target session."""
-
-    def __init__(self, context: Any, tab: Any) -> None:
-        self.context, self.tab = context, tab
-        self.cdp = context.browser.new_browser_cdp_session()
-        self.replies: dict[int, Any] = {}
-        self.next_id = 0
-        self.cdp.on("Target.receivedMessageFromTarget", self._on_message)
-        tab.bring_to_front()
-        tabs = self.cdp.send("Target.getTargets", {"filter": [{"type": "tab"}]})["targetInfos"]
-        target = next(t for t in tabs if t["url"] == tab.url)
-        before = {t["targetId"] for t in self.cdp.send("Target.getTargets")["targetInfos"]}
-        self.cdp.send(
-            "Extensions.triggerAction", {"id": EXTENSION_ID, "targetId": target["targetId"]}
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            fresh = [
-                t
-                for t in self.cdp.send("Target.getTargets")["targetInfos"]
-                if t["targetId"] not in before and t["url"] == POPUP_URL
-            ]
-            if fresh:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the popup did not open")
-            tab.wait_for_timeout(20)
-        self.session = self.cdp.send(
-            "Target.attachToTarget", {"targetId": fresh[0]["targetId"], "flatten": False}
-        )["sessionId"]
-
-    def _on_message(self, event: dict[str, Any]) -> None:
-        message = json.loads(event["message"])
-        if event.get("sessionId") == self.session and "id" in message:
-            self.replies[message["id"]] = message
-
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        self.next_id += 1
-        call_id = self.next_id
-        self.cdp.send(
-            "Target.sendMessageToTarget",
-            {
-                "sessionId": self.session,
-                "message": json.dumps({"id": call_id, "method": method, "params": params}),
-            },
-        )
-        deadline = time.monotonic() + 15
-        while call_id not in self.replies:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"popup: no answer to {method}")
-            self.tab.wait_for_timeout(10)
-        return self.replies.pop(call_id).get("result", {})
-
-    def js(self, expression: str) -> Any:
-        result = self.call(
-            "Runtime.evaluate",
-            {"expression": expression, "awaitPromise": True, "returnByValue": True},
-        )
-        return result.get("result", {}).get("value")
-
-    def wait(self, condition: str) -> None:
-        ok = self.js(f"""new Promise((resolve) => {{
-            const end = Date.now() + 15000;
-            const check = () => {{
-              let ok = false;
-              try {{ ok = Boolean({condition}); }} catch (e) {{}}
-              if (ok || Date.now() > end) resolve(ok); else setTimeout(check, 25);
-            }};
-            check();
-        }})""")
-        if not ok:
-            raise TimeoutError(f"popup: {condition}")
-
-    def screenshot(self, path: Path) -> None:
-        path.write_bytes(
-            base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
-        )
 
 
 def serve(title: str) -> Any:
@@ -219,8 +86,10 @@ def show_delivery(site: FakeSite) -> bool:
     received: set[str] = set()
     count = 1
     while not wanted <= received:
-        entries = site.wait_bulk(count)
-        if len(entries) < count:
+        try:
+            entries = site.wait_for(count, server="api", method="POST", path=BULK_PATH,
+                                    timeout=30)
+        except FakeSiteError:
             break
         for entry in entries[count - 1 :]:
             auth = {k.lower(): v for k, v in entry["headers"].items()}.get("authorization", "")
@@ -258,9 +127,9 @@ def finish(site: FakeSite, env: dict[str, str], home: Path, ok: bool) -> int:
 def run_firefox(keep: bool) -> int:
     """The same story in firefox-esr over WebDriver BiDi."""
     sys.path.insert(0, str(ROOT))
-    from tests.support.bidi import Route
-    from tests.support.connect_proxy import ConnectProxy, flattr_map
-    from tests.support.firefox import firefox_skip_reason, launch_firefox
+    from flattr_testing.bidi import Route
+    from flattr_testing.connect_proxy import ConnectProxy, flattr_map
+    from flattr_testing.firefox import firefox_skip_reason, launch_firefox
 
     reason = firefox_skip_reason()
     if reason is not None:
@@ -271,7 +140,7 @@ def run_firefox(keep: bool) -> int:
     home, user_home = temp / "host", temp / "home"
     user_home.mkdir()
     say("starting the fake flattr.com and api.flattr.com")
-    site = FakeSite()
+    site = FakeSite(seed=True).start()
     print(f"site {site.site}  api {site.api}")
     try:
         env = {
@@ -358,12 +227,15 @@ def run_firefox(keep: bool) -> int:
 def run(chromium: str, keep: bool) -> int:
     from playwright.sync_api import sync_playwright
 
+    from flattr_testing.browsers import launch_chromium
+    from flattr_testing.extension import Extension
+
     ARTIFACTS.mkdir(exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix="flattr-demo-"))
     profile, home = temp / "profile", temp / "host"
     (temp / "home").mkdir()
     say("starting the fake flattr.com and api.flattr.com")
-    site = FakeSite()
+    site = FakeSite(seed=True).start()
     print(f"site {site.site}  api {site.api}")
     try:
         env = {
@@ -382,38 +254,26 @@ def run(chromium: str, keep: bool) -> int:
             ).strip()
         )
 
-        rules = (
-            f"MAP flattr.com 127.0.0.1:{urlsplit(site.site).port}, "
-            f"MAP api.flattr.com 127.0.0.1:{urlsplit(site.api).port}"
-        )
         headed = bool(os.environ.get("DISPLAY"))
         say(f"launching {chromium} ({'headed' if headed else 'headless'}) with the extension")
         with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=chromium,
-                headless=not headed,
-                env=env,
-                viewport={"width": 1000, "height": 700},
-                args=[
-                    f"--disable-extensions-except={EXTENSION}",
-                    f"--load-extension={EXTENSION}",
-                    f"--host-resolver-rules={rules}",
-                    f"--ignore-certificate-errors-spki-list={site.spki}",
-                    "--enable-unsafe-extension-debugging",
-                ],
+            # The test kit's launcher: the fake site reached as https://flattr.com.
+            browser = launch_chromium(
+                pw, profile, extension=Extension.load(EXTENSION), env=env, site=site.site,
+                api=site.api, spki=site.spki, executable=chromium, headless=not headed,
+                artifacts=ARTIFACTS,
             )
-            context.set_default_timeout(15000)
+            context = browser.context
             for url, title in PAGES:  # two ordinary pages to flattr, served by the demo
                 context.route(url, serve(title))
-            start = context.pages[0] if context.pages else context.new_page()
+            start = browser.wrap(context.pages[0]) if context.pages else browser.open("about:blank")
 
             say("signing in through the popup")
-            popup = ActionPopup(context, start)
-            popup.wait("document.getElementById('host-status').dataset.phase === 'ready'")
-            popup.screenshot(ARTIFACTS / "demo-popup-signed-out.png")
+            popup = browser.action_popup(start)
+            popup.wait_for("document.getElementById('host-status').dataset.phase === 'ready'")
+            popup.screenshot("demo-popup-signed-out.png")
             with context.expect_page() as opened:
-                popup.js("document.getElementById('sign-in').click()")
+                popup.click("sign-in")
             tab = opened.value
             tab.wait_for_selector("#login-form")
             tab.screenshot(path=str(ARTIFACTS / "demo-sign-in-page.png"))
@@ -426,19 +286,16 @@ def run(chromium: str, keep: bool) -> int:
 
             say("flattring two pages with 'Flattr this page'")
             for url, _title in PAGES:
-                page = context.new_page()
-                page.goto(url)
-                popup = ActionPopup(context, page)
-                popup.wait("!document.getElementById('flattr-page').disabled")
-                popup.js("document.getElementById('flattr-page').click()")
-                popup.wait("document.getElementById('flattr-page').dataset.done === 'true'")
-                message = popup.js("document.getElementById('message').textContent")
-                print(f"{url}: {message}")
-            popup.screenshot(ARTIFACTS / "demo-popup-flattred.png")
+                popup = browser.action_popup(browser.open(url))
+                popup.wait_for("!document.getElementById('flattr-page').disabled")
+                popup.click("flattr-page")
+                popup.wait_for("document.getElementById('flattr-page').dataset.done === 'true'")
+                print(f"{url}: {popup.text('message')}")
+            popup.screenshot("demo-popup-flattred.png")
 
             say("the fake API receives them")
             ok = show_delivery(site)
-            context.close()
+            browser.close()
         return finish(site, env, home, ok)
     finally:
         clean_up(site, temp, keep)

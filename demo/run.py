@@ -29,8 +29,8 @@ PAGES = ["https://blog.example/2024/why-flattr", "https://podcast.example/episod
 
 def host_only() -> int:
     """Fake site + real host process, no browser."""
-    from tests.support.fake_site import FakeSite
-    from tests.support.host import HostProcess, install_launcher
+    from flattr_testing.fake_site import FakeSite
+    from flattr_testing.host import HostProcess, install_launcher
 
     work = Path(tempfile.mkdtemp(prefix="flattr-demo-"))
     try:

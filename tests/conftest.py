@@ -1,9 +1,11 @@
 """Root fixtures: the fake flattr.com, one real subprocess per test session.
 
-- ``fake_site`` (session): a started :class:`tests.support.fake_site.FakeSite`
-  (seeded demo data), stopped at the end of the session.
-- ``site`` (function): the same object, reset to its seeded start-up state
-  before the test. Suites may override ``site`` with their own wrapper.
+Both come from the test kit's pytest plugin (flattr_testing, docs/testing.md):
+
+- ``fake_site`` (session): ``flattr_fake_site``, a started
+  :class:`flattr_testing.fake_site.FakeSite` (seeded demo data), stopped at the end.
+- ``site`` (function): ``flattr_site``, the same object reset to its seeded start-up
+  state before the test. Suites may override ``site`` with their own wrapper.
 
 See docs/fake-site.md for the admin API behind them.
 """
@@ -12,11 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 
 # Hosts started by the tests (and the browsers that start them) must never write
 # into the developer's own keyring: without a session bus the default key backend
@@ -28,17 +29,12 @@ if sys.platform in ("darwin", "win32"):
 
 
 @pytest.fixture(scope="session")
-def fake_site() -> Iterator[FakeSite]:
+def fake_site(flattr_fake_site: FakeSite) -> FakeSite:
     """One running fake site for the whole session."""
-    server = FakeSite(seed=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return flattr_fake_site
 
 
 @pytest.fixture
-def site(fake_site: FakeSite) -> FakeSite:
+def site(flattr_site: FakeSite) -> FakeSite:
     """The session's fake site after an admin reset (seeded start-up state)."""
-    fake_site.reset(seed=True)
-    return fake_site
+    return flattr_site

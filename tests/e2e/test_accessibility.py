@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+
+from tests.support.a11y import CONTRAST_JS, axe_run_js, axe_source, describe
+from tests.support.e2e import (
     BULK_PATH,
     EXTENSION_DIR,
     ChromiumPage,
@@ -24,8 +26,6 @@ from conftest import (
     page_handshake,
     wait_popup,
 )
-
-from tests.support.a11y import CONTRAST_JS, axe_run_js, axe_source, describe
 
 pytestmark = pytest.mark.browsers("chromium")
 

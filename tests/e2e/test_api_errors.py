@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     BULK_PATH,
     BrowserDriver,
     Host,
@@ -28,7 +29,7 @@ def test_401_signs_out_keeps_the_queue_and_resumes(
     site.create_user("leo", active=True)
     first_page, old_token = page_handshake(browser, "leo")
     first_page.close()
-    assert site.revoke("leo") >= 1
+    assert site.revoke(username="leo") >= 1
     url = "https://blog.example/revoked"
 
     browser.flattr_this_page(url)

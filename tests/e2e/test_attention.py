@@ -28,7 +28,7 @@ import json
 import time
 from typing import Any
 
-from conftest import (
+from tests.support.e2e import (
     BULK_PATH,
     ActionPopup,
     ExtensionBrowser,

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 from tests.unit.fake_site.client import call
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,10 +1,10 @@
 """The Firefox test support, proven in a real firefox-esr.
 
 What these tests establish (docs/firefox.md records the results):
-- tests/support/firefox.py launches Firefox headless and opens a BiDi session;
-- tests/support/connect_proxy.py makes https://flattr.com reach a local HTTPS server,
-  with the throwaway CA's leaf trusted only through per-profile certificate
-  overrides (an un-overridden host on the same server is still refused);
+- flattr_testing.firefox launches Firefox headless and opens a BiDi session;
+- flattr_testing.connect_proxy makes https://flattr.com reach a local HTTPS server,
+  whose throwaway CA is trusted only because it was imported into the profile (the
+  same server is refused by a profile without it);
 - a temporary MV3 add-on with a gecko id gets its content script into the page,
   and what it sends back is readable by the page only as cloneInto() or JSON text;
 - which signals, if any, reach the page when the temporary add-on is removed.
@@ -30,11 +30,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.bidi import BidiCommandError, Channel
-from tests.support.connect_proxy import ConnectProxy, flattr_map
-from tests.support.firefox import (
+from flattr_testing.bidi import BidiCommandError, Channel
+from flattr_testing.connect_proxy import ConnectProxy, flattr_map
+from flattr_testing.firefox import (
     Firefox,
-    fetch_leaf_der,
     firefox_skip_reason,
     launch_firefox,
 )
@@ -161,8 +160,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def proxy(site: Site) -> Iterator[ConnectProxy]:
-    # api.flattr.com goes to the same server but gets no certificate override:
-    # it shows that the override, not the proxy, is what makes Firefox trust the leaf.
     with ConnectProxy(flattr_map(site.port, site.port)) as running:
         yield running
 
@@ -171,11 +168,10 @@ def proxy(site: Site) -> Iterator[ConnectProxy]:
 def firefox(
     tmp_path_factory: pytest.TempPathFactory, site: Site, proxy: ConnectProxy
 ) -> Iterator[Firefox]:
-    leaf = fetch_leaf_der("127.0.0.1", site.port, "flattr.com")
     with launch_firefox(
         tmp_path_factory.mktemp("firefox"),
         proxy_port=proxy.port,
-        trusted_leaves={"flattr.com:443": leaf},
+        trusted_ca_pem=site.ca_pem,
     ) as browser:
         print(f"\nFirefox launch timings (s): {browser.timings}")
         yield browser
@@ -339,31 +335,31 @@ def test_flattr_com_reaches_local_site_through_proxy(
         firefox.bidi.close_context(context)
 
 
-def test_host_without_override_is_refused(firefox: Firefox, proxy: ConnectProxy) -> None:
-    # Same server and leaf, reached through the proxy, but no override for it.
+def test_ca_imported_into_profile_trusts_every_leaf(firefox: Firefox) -> None:
+    # The CA itself is a trusted root in cert9.db: every name it issued is trusted.
     context = firefox.bidi.create_context()
     try:
-        with pytest.raises(BidiCommandError) as failure:
-            firefox.bidi.navigate(context, "https://api.flattr.com/")
-        print(f"\nno override: {failure.value}")
-        assert failure.value.command == "browsingContext.navigate"
-        assert "SEC_ERROR_UNKNOWN_ISSUER" in failure.value.message
+        for url in ("https://flattr.com/", "https://api.flattr.com/"):
+            firefox.bidi.navigate(context, url)
+            assert firefox.bidi.evaluate("location.href", context) == url
+            assert firefox.bidi.evaluate("document.title", context) == "fake flattr"
     finally:
         firefox.bidi.close_context(context)
 
 
-def test_ca_imported_into_profile_trusts_every_leaf(
+def test_profile_without_the_ca_refuses_the_site(
     tmp_path: Path, site: Site, proxy: ConnectProxy
 ) -> None:
-    # No overrides: the throwaway CA itself becomes a trusted root in cert9.db.
+    # Same server, same proxy, no CA import: the import, not the proxy, is the trust.
     started = time.monotonic()
-    with launch_firefox(tmp_path, proxy_port=proxy.port, trusted_ca_pem=site.ca_pem) as browser:
-        print(f"\nlaunch with CA import: {time.monotonic() - started:.2f} s, {browser.timings}")
+    with launch_firefox(tmp_path, proxy_port=proxy.port) as browser:
+        print(f"\nlaunch without the CA: {time.monotonic() - started:.2f} s, {browser.timings}")
         context = browser.bidi.first_context()
-        for url in ("https://flattr.com/", "https://api.flattr.com/"):
-            browser.bidi.navigate(context, url)
-            assert browser.bidi.evaluate("location.href", context) == url
-            assert browser.bidi.evaluate("document.title", context) == "fake flattr"
+        with pytest.raises(BidiCommandError) as failure:
+            browser.bidi.navigate(context, "https://flattr.com/")
+        print(f"\nno CA: {failure.value}")
+        assert failure.value.command == "browsingContext.navigate"
+        assert "SEC_ERROR_UNKNOWN_ISSUER" in failure.value.message
 
 
 def test_proxy_refuses_unmapped_hosts(firefox: Firefox, proxy: ConnectProxy) -> None:

@@ -9,7 +9,8 @@ click the toolbar; see FirefoxBrowser.flattr_this_page and docs/firefox.md)."""
 from __future__ import annotations
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     BULK_PATH,
     BrowserDriver,
     ExtensionBrowser,

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     BUILD_ID,
     EXTENSION_ID,
     GECKO_ID,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     CHROMIUM,
     RECORDER_JS,
     WAIT_MS,

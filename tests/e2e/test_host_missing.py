@@ -4,7 +4,7 @@ errors; nothing reaches the API."""
 
 from __future__ import annotations
 
-from conftest import (
+from tests.support.e2e import (
     Host,
     LaunchFn,
     Site,

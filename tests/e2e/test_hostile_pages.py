@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BrowserDriver, FlattrPage, Host, routed_page
+
+from tests.support.e2e import BrowserDriver, FlattrPage, Host, routed_page
 
 pytestmark = pytest.mark.browsers("chromium", "firefox")
 

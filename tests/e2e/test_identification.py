@@ -5,7 +5,8 @@ the extension is disabled (Chromium), removed (Firefox) or reloaded."""
 from __future__ import annotations
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     EXTENSION_ID,
     GECKO_ID,
     MANIFEST_VERSION,

@@ -21,7 +21,7 @@ import pytest
 from websockets.sync.client import connect
 
 from flattr_host import inspector
-from tests.support.host import CHROMIUM_ID, install_launcher, running_host
+from flattr_testing.host import CHROMIUM_ID, install_launcher, running_host
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -19,7 +19,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from conftest import (
+
+from fake_flattr.hook_receiver import HookReceiver
+from tests.support.e2e import (
     WAIT_MS,
     BrowserDriver,
     ChromiumPage,
@@ -33,8 +35,6 @@ from conftest import (
     log_in,
     resolver_rules,
 )
-
-from fake_flattr.hook_receiver import HookReceiver
 from tests.support.partner_site import PartnerSite
 
 pytestmark = pytest.mark.browsers("chromium", "firefox")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import (
+from tests.support.e2e import (
     EXTENSION_ID,
     ExtensionBrowser,
     Host,

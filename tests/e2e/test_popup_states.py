@@ -13,7 +13,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import (
+
+from flattr_host import __version__ as HOST_VERSION
+from tests.support.a11y import CONTRAST_JS
+from tests.support.e2e import (
     BULK_PATH,
     MANIFEST_VERSION,
     BrowserDriver,
@@ -27,9 +30,6 @@ from conftest import (
     page_handshake,
     wait_popup,
 )
-
-from flattr_host import __version__ as HOST_VERSION
-from tests.support.a11y import CONTRAST_JS
 from tests.support.firefox import native_messaging_dir
 
 pytestmark = pytest.mark.browsers("chromium", "firefox")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import (
+
+from tests.support.e2e import (
     BrowserDriver,
     Host,
     Site,

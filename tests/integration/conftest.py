@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_site import FakeSite
-from tests.support.host import HostProcess, install_launcher
+from flattr_testing.fake_site import FakeSite
+from flattr_testing.host import HostProcess, install_launcher
 
 _users = itertools.count(1)
 

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from flattr_host.attention import ACTIVITY_WINDOW_S
+from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
-from tests.support.host import HostProcess
 
 SCALE = "0.01"
 PAGE = "https://blog.example/post?utm_source=x#comments"

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
+from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
-from tests.support.host import HostProcess
 
 BULK = "/rest/v2/flattr/bulk"
 KILLS = 50

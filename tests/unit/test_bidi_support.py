@@ -1,8 +1,8 @@
 """Unit tests of the Firefox test support without a browser.
 
-tests/support/bidi.py is driven against a scripted WebSocket server (the real
+flattr_testing.bidi is driven against a scripted WebSocket server (the real
 `websockets` package on loopback) whose behaviour each command name selects;
-tests/support/connect_proxy.py against a local echo server. Browser-driven checks
+flattr_testing.connect_proxy against a local echo server. Browser-driven checks
 live in tests/e2e/test_firefox_support.py.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.support.bidi import (
+from flattr_testing.bidi import (
     BidiCommandError,
     BidiConnectionError,
     BidiScriptError,
@@ -33,13 +33,11 @@ from tests.support.bidi import (
     deserialize,
     serialize,
 )
-from tests.support.connect_proxy import ConnectProxy, ProxyConfigError, flattr_map
-from tests.support.firefox import (
-    cert_fingerprint,
+from flattr_testing.connect_proxy import ConnectProxy, ProxyConfigError, flattr_map
+from flattr_testing.firefox import (
     install_native_manifests,
     native_messaging_dir,
     proxy_prefs,
-    write_cert_overrides,
     write_user_js,
 )
 
@@ -234,16 +232,6 @@ def test_user_js_and_proxy_prefs(tmp_path: Path) -> None:
     assert 'user_pref("network.proxy.ssl_port", 8123);' in text
     assert 'user_pref("network.proxy.ssl", "127.0.0.1");' in text
     assert 'user_pref("x.flag", true);' in text
-
-
-def test_cert_override_line_format(tmp_path: Path) -> None:
-    der = b"not really a certificate"
-    path = write_cert_overrides(tmp_path, {"Flattr.com:443": der})
-    line = path.read_text().splitlines()[-1]
-    host, oid, fingerprint, rest = line.split("\t")
-    assert (host, oid, rest) == ("flattr.com:443:", "OID.2.16.840.1.101.3.4.2.1", "")
-    assert fingerprint == cert_fingerprint(der)
-    assert len(fingerprint) == 32 * 3 - 1 and fingerprint == fingerprint.upper()
 
 
 def test_native_manifests_copied_to_mozilla_folder(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from flattr_host import doctor
 from flattr_host import install as inst
-from tests.support.host import ORIGIN, running_host
+from flattr_testing.host import ORIGIN, running_host
 
 OTHER_ID = "abcdefghijklmnopabcdefghijklmnop"
 TOKEN = "doctor-test-token-5f2c9a71"

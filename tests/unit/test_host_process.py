@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.host import HostProcess, frame, install_launcher
+from flattr_testing.host import HostProcess, frame, install_launcher
 
 HELLO = {"extension": {"id": "jimjcpbicodoomdmhndojmkjllmolafb", "version": "0.1.0",
                        "build": "dev"}}

@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from flattr_host import inspector
-from tests.support.host import CHROMIUM_ID, HostProcess, install_launcher, running_host
+from flattr_testing.host import CHROMIUM_ID, HostProcess, install_launcher, running_host
 
 TOKEN = "inspector-test-token-8c1d07e2b9"
 HELLO = {"extension": {"id": CHROMIUM_ID, "version": "1", "build": "test"}}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 
 
 @dataclass

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.support.fake_site import FakeSite, FakeSiteError
+from flattr_testing.fake_site import FakeSite, FakeSiteError
 from tests.unit.fake_site.client import call
 
 BULK = "/rest/v2/flattr/bulk"

@@ -24,7 +24,7 @@ from fake_flattr.button import (
 )
 from fake_flattr.hook_receiver import HookReceiver, HookTimeout
 from fake_flattr.urls import parse_auto_submit
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 from tests.unit.fake_site.client import call
 
 MD5 = hashlib.md5(b"someone@example.com").hexdigest()  # noqa: S324 - the documented form

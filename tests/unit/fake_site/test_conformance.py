@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 from tests.unit.fake_site.client import Answer, call
 
 JSON_TYPE = "application/json;charset=utf-8"

@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.support.fake_site import FakeSite
+from flattr_testing.fake_site import FakeSite
 from tests.unit.fake_site.client import Answer, call
 
 REDIRECT = "http://localhost"
