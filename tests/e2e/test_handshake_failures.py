@@ -45,7 +45,7 @@ class DetailTesterFirefox(FirefoxBrowser):
 
     def restore_extension(self) -> None:
         if self.addon is None:
-            self.addon = self.firefox.install_extension(self.extension)
+            self.addon = self.firefox.install_extension(self.extension.path)
 
 
 class DetailTesterChromium:

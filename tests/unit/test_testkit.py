@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flattr_host.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
-from flattr_testing.extension import Extension, ExtensionError
+from flattr_testing.extension import Extension, ExtensionError, default_extension_dir
 from flattr_testing.fake_site import BULK_PATH, FakeSite
 from flattr_testing.host import Host, host_env
 
@@ -63,17 +63,17 @@ def test_not_an_extension_is_refused_by_name(tmp_path: Path, content: str | None
 
 
 def test_package_data_ships_every_extension_file() -> None:
-    """The wheel's flattr_testing/extension is the whole extension/ folder."""
+    """The wheel's flattr_host/extension (what the kit loads by default) is the whole
+    extension/ folder but its packaging script."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["flattr_testing"]
-    shipped = {path for pattern in patterns
-               for path in glob.glob(pattern, root_dir=ROOT / "testkit")
-               if (ROOT / "testkit" / path).is_file()}
-    wanted = {f"extension/{p.relative_to(ROOT / 'extension')}"
-              for p in (ROOT / "extension").rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts}
+    patterns = config["tool"]["setuptools"]["package-data"]["flattr_host.extension"]
+    folder = ROOT / "extension"
+    shipped = {path for pattern in patterns for path in glob.glob(pattern, root_dir=folder)
+               if (folder / path).is_file()}
+    wanted = {str(p.relative_to(folder)) for p in folder.rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"}
     assert wanted <= shipped, sorted(wanted - shipped)
-    assert (ROOT / "testkit" / "extension").resolve() == (ROOT / "extension").resolve()
+    assert default_extension_dir().resolve() == folder.resolve()
 
 
 def test_host_admits_another_extension(tmp_path: Path) -> None:
