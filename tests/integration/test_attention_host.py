@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flattr_host.attention import ACTIVITY_WINDOW_S
+from flattr_host.attention.engine import ACTIVITY_WINDOW_S
 from tests.integration.conftest import Delivery, drained
 from tests.support.host import HostProcess
 

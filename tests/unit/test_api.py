@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flattr_host.api import (
+from flattr_host.delivery.api import (
     RATE_LIMIT_MIN_S,
     RATE_LIMIT_WINDOW_S,
     Response,
@@ -212,7 +212,7 @@ def test_idle_keep_alive_connection_is_replaced(monkeypatch: pytest.MonkeyPatch)
     import http.server
     import threading
 
-    from flattr_host import api
+    from flattr_host.delivery import api
 
     connections: list[int] = []
 
@@ -279,7 +279,7 @@ def test_after_an_informational_answer_the_connection_is_not_reused() -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    from flattr_host.api import ApiClient
+    from flattr_host.delivery.api import ApiClient
 
     client = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", None, 5.0)
     try:

@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from flattr_host import inspector
+from flattr_host.tools import inspector
 from tests.support.host import CHROMIUM_ID, HostProcess, install_launcher, running_host
 
 TOKEN = "inspector-test-token-8c1d07e2b9"
@@ -176,8 +176,8 @@ def test_discovery_file_is_removed_at_exit(host: tuple[HostProcess, Path, int]) 
 
 
 def test_hello_path_imports_neither_asyncio_nor_websockets() -> None:
-    code = ("import sys, flattr_host.cli, flattr_host.stdio; "
-            "print(sorted(m for m in ('asyncio', 'websockets', 'flattr_host.inspector') "
+    code = ("import sys, flattr_host.tools.cli, flattr_host.runtime.stdio; "
+            "print(sorted(m for m in ('asyncio', 'websockets', 'flattr_host.tools.inspector') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

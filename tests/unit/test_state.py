@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flattr_host.errors import TransitionError
-from flattr_host.state import (
+from flattr_host.core.errors import TransitionError
+from flattr_host.storage.state import (
     Auth,
     PaymentRequired,
     RateLimited,
@@ -19,8 +19,8 @@ from flattr_host.state import (
     Unauthorized,
     transition,
 )
-from flattr_host.store import Store
-from flattr_host.token_store import TokenStore
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import TokenStore
 
 SIGNED_IN = Snapshot(Auth.SIGNED_IN, Subscription.ACTIVE)
 

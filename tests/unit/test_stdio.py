@@ -6,9 +6,9 @@ import io
 import os
 from pathlib import Path
 
-from flattr_host import framing
-from flattr_host.logs import Logger
-from flattr_host.stdio import FrameWriter
+from flattr_host.core.logs import Logger
+from flattr_host.protocol import framing
+from flattr_host.runtime.stdio import FrameWriter
 
 
 def read_frames(fd: int) -> list[dict[str, object]]:

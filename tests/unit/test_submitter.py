@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from flattr_host import submitter as submitter_mod
-from flattr_host.config import Config
-from flattr_host.logs import Logger
-from flattr_host.queue import Queue
-from flattr_host.store import Store
+from flattr_host.core.config import Config
+from flattr_host.core.logs import Logger
+from flattr_host.delivery import submitter as submitter_mod
+from flattr_host.storage.queue import Queue
+from flattr_host.storage.store import Store
 
 
 def test_long_running_host_expires_old_pending_items(tmp_path: Path,
@@ -51,7 +51,7 @@ class _FlakyClient:
         self.calls: list[list[str]] = []
 
     def post_bulk(self, token: str, urls: list[str]) -> Any:
-        from flattr_host.api import Response
+        from flattr_host.delivery.api import Response
 
         self.calls.append(urls)
         if len(self.calls) == 1:
@@ -68,8 +68,8 @@ class _FlakyClient:
 def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a client bug: the real client never raises RuntimeError."""
-    from flattr_host.state import StateStore, TokenStored
-    from flattr_host.token_store import TokenStore
+    from flattr_host.storage.state import StateStore, TokenStored
+    from flattr_host.storage.token_store import TokenStore
 
     monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 0.1)
     config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,

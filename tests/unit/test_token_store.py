@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flattr_host.logs import Logger
-from flattr_host.store import Store
-from flattr_host.token_store import KEY_BYTES, TokenStore, load_or_create_key
+from flattr_host.core.logs import Logger
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import KEY_BYTES, TokenStore, load_or_create_key
 
 TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
 
@@ -78,8 +78,8 @@ def test_short_key_file_is_replaced(home: Path, log: Logger) -> None:
 
 def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from flattr_host.logs import Logger; "
-        "from flattr_host.token_store import load_or_create_key; "
+        "import sys; from pathlib import Path; from flattr_host.core.logs import Logger; "
+        "from flattr_host.storage.token_store import load_or_create_key; "
         f"print(load_or_create_key(Path({str(home / 'token.key')!r}), Logger(None)).hex())"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
@@ -92,7 +92,7 @@ def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
 def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
     tokens: TokenStore, store: Store, home: Path, log: Logger
 ) -> None:
-    from flattr_host.state import Auth, RateLimited, StateStore, Subscription, TokenStored
+    from flattr_host.storage.state import Auth, RateLimited, StateStore, Subscription, TokenStored
 
     states = StateStore(store, tokens)
     states.apply(TokenStored(True), token=TOKEN)
@@ -111,7 +111,7 @@ def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
 
 def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Store,
                                                  home: Path, log: Logger) -> None:
-    from flattr_host.state import Auth, StateStore
+    from flattr_host.storage.state import Auth, StateStore
 
     store_token(tokens, store)
     row = store.conn.execute("SELECT key_id, nonce, ciphertext FROM token").fetchone()
