@@ -65,6 +65,7 @@ from flattr_host.core.logs import Logger
 from flattr_host.protocol.messages import AttentionSignal
 from flattr_host.protocol.urlnorm import UrlError, normalize
 from flattr_host.storage import recovery
+from flattr_host.storage.parts import open_store
 from flattr_host.storage.queue import insert_pending
 from flattr_host.storage.store import Store, is_corruption_error
 
@@ -228,7 +229,7 @@ class AttentionService:
         """The service of a running host: its own connection for saves, the loop's
         (``requests``, writes bounded by ``store_wait_s``) for requests."""
         scale = parse_scale(str(config.attention_scale))
-        return cls(Store(config.db_path, log), log, requests=requests, scale=scale,
+        return cls(open_store(config, log), log, requests=requests, scale=scale,
                    max_age_s=config.attention_max_age_s,
                    on_queued=on_queued, owns_store=True)
 

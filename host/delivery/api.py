@@ -5,8 +5,9 @@ dependency and loads nothing of this until the first delivery, well after ``hell
 has been answered. One keep-alive connection is reused between requests and
 reopened after any failure.
 
-:func:`classify` turns a response into a decision for the submitter; it is pure and
-tested without a network.
+:func:`classify` turns a response into a :class:`Verdict` for the submitter; it is
+pure and tested without a network. A 401, a 402 or a rate limit is answered with the
+state machine's own event (:mod:`flattr_host.core.session`), applied as it is.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from flattr_host.core.errors import FlattrHostError
 from flattr_host.core.retry import RETRYABLE_STATUSES
+from flattr_host.core.session import ApiEvent, PaymentRequired, RateLimited, Unauthorized
 
 if TYPE_CHECKING:
     import http.client
@@ -51,22 +54,25 @@ class Response:
     body: bytes
 
 
+class Action(Enum):
+    """What the submitter does with a batch after an answer."""
+
+    DONE = "done"    # delivered; ``outcomes`` per position, ``note`` what the body left out
+    RETRY = "retry"  # sent again later; ``retry_after`` may hold a server-requested time
+    FAIL = "fail"    # refused for good: the items fail
+    PAUSE = "pause"  # put back unchanged; ``event`` goes to the state machine
+
+
 @dataclass(frozen=True)
-class Decision:
-    """What to do with a batch after a response.
+class Verdict:
+    """What a bulk answer means for the batch (docs/protocol.md#bulk-answers)."""
 
-    ``kind`` is one of: ``done`` (``outcomes`` maps positions in the batch to the
-    result the body gave; ``note`` says what the body did not tell, if anything),
-    ``retry`` (``retry_after`` may hold a server-requested time), ``fail``,
-    ``unauthorized``, ``payment_required``, ``rate_limited`` (``retry_after`` holds the
-    reset time).
-    """
-
-    kind: str
+    action: Action
     reason: str
     outcomes: dict[int, str] = field(default_factory=dict)
     retry_after: float | None = None
     note: str | None = None
+    event: ApiEvent | None = None  # with PAUSE: Unauthorized, PaymentRequired, RateLimited
 
 
 #: The outcome of an item in a batch the server accepted without saying more.
@@ -85,7 +91,7 @@ RATE_LIMIT_MIN_S = 60.0
 RETRY_AFTER_MAX_S = 86400.0
 
 
-def classify(response: Response, urls: list[str], now: float) -> Decision:
+def classify(response: Response, urls: list[str], now: float) -> Verdict:
     """Decide what a bulk response means: the table in docs/protocol.md#bulk-answers.
 
     Only the status decides; a body is read for details (per-URL outcomes, an
@@ -96,26 +102,26 @@ def classify(response: Response, urls: list[str], now: float) -> Decision:
     if 200 <= status < 300:
         # Any 2xx: the batch was accepted. Sending it again could flattr twice.
         outcomes, note = read_outcomes(response.body, urls)
-        return Decision("done", f"http {status}", outcomes, note=note)
+        return Verdict(Action.DONE, f"http {status}", outcomes, note=note)
     if status == 401:
-        return Decision("unauthorized", "http 401")
+        return Verdict(Action.PAUSE, "http 401", event=Unauthorized())
     if status == 402:
-        return Decision("payment_required", "http 402")
+        return Verdict(Action.PAUSE, "http 402", event=PaymentRequired())
     code = _error_code(response.body)
     if _is_rate_limit(status, code, response.headers):
         reason = f"http {status}" + (f" {code}" if code else "")
-        return Decision("rate_limited", reason, retry_after=_rate_limit_until(response, now))
+        return Verdict(Action.PAUSE, reason, event=RateLimited(_rate_limit_until(response, now)))
     if 300 <= status < 400:
         # Never followed (http.client does not, and the token must not reach
         # another host); the server did not take the batch, so it waits and is
         # sent again to the configured API, until it expires.
-        return Decision("retry", f"http {status} redirect not followed",
-                        retry_after=_retry_after(response, now))
+        return Verdict(Action.RETRY, f"http {status} redirect not followed",
+                       retry_after=_retry_after(response, now))
     if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
-        return Decision("fail", f"http {status}" + (f" {code}" if code else ""))
+        return Verdict(Action.FAIL, f"http {status}" + (f" {code}" if code else ""))
     # Document 000's list, any other server error, and statuses outside 100-599:
     # retrying can only cost a duplicate, giving up would lose the flattr.
-    return Decision("retry", f"http {status}", retry_after=_retry_after(response, now))
+    return Verdict(Action.RETRY, f"http {status}", retry_after=_retry_after(response, now))
 
 
 def _retry_after(response: Response, now: float) -> float | None:

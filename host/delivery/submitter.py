@@ -22,18 +22,20 @@ from typing import Any
 from flattr_host.core import health, retry
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger
-from flattr_host.delivery.api import ACCEPTED, ApiClient, Decision, NetworkError, Response, classify
-from flattr_host.storage import recovery
-from flattr_host.storage.queue import Batch, Queue, new_id
-from flattr_host.storage.state import (
-    Event,
-    PaymentRequired,
-    RateLimited,
-    StateStore,
-    Unauthorized,
+from flattr_host.delivery.api import (
+    ACCEPTED,
+    Action,
+    ApiClient,
+    NetworkError,
+    Response,
+    Verdict,
+    classify,
 )
-from flattr_host.storage.store import Store, is_corruption_error
-from flattr_host.storage.token_store import TokenStore
+from flattr_host.storage import recovery
+from flattr_host.storage.parts import Parts, build, open_store
+from flattr_host.storage.queue import Batch, Queue, new_id
+from flattr_host.storage.state import StateStore
+from flattr_host.storage.store import is_corruption_error
 
 #: Debounce: wait at most this many times the submit delay after the first new flattr.
 DEBOUNCE_MAX_FACTOR = 5.0
@@ -58,7 +60,7 @@ class Submitter:
         self,
         config: Config,
         log: Logger,
-        on_change: Callable[[Store, TokenStore, Queue], None],
+        on_change: Callable[[Parts], None],
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = random.random,
         client_factory: Callable[[], ApiClient] | None = None,
@@ -151,28 +153,24 @@ class Submitter:
                                       "delivery stopped: the submitter thread ended")
 
     def _session(self) -> None:
-        with Store(self._config.db_path, self._log) as store, \
-                Store(self._config.db_path, self._log) as renew_store:
+        with open_store(self._config, self._log) as store, \
+                open_store(self._config, self._log) as renew_store:
             self._renew_queue = Queue(renew_store)
-            tokens = TokenStore(store, self._config.key_path, self._log,
-                                self._config.key_backend)
-            states = StateStore(store, tokens)
-            queue = Queue(store)
+            parts = build(self._config, store, self._log)
             client = self._client_factory() if self._client_factory else ApiClient(
                 self._config.api_base, self._config.ca_bundle, self._config.request_timeout_s
             )
             try:
-                self._startup(store, tokens, queue)
+                self._startup(parts)
                 self._session_started = True
                 health.PROCESS.resolve("submitter")
-                while self._guarded_cycle(store, tokens, states, queue, client):
+                while self._guarded_cycle(parts, client):
                     pass
             finally:
                 client.close()
-                tokens.close()
+                parts.close()
 
-    def _guarded_cycle(self, store: Store, tokens: TokenStore, states: StateStore,
-                       queue: Queue, client: ApiClient) -> bool:
+    def _guarded_cycle(self, parts: Parts, client: ApiClient) -> bool:
         """One cycle; an unexpected error is logged in full and retried later.
 
         Items stay where the store has them (a lease left behind expires), so an
@@ -180,14 +178,14 @@ class Submitter:
         the rest of the session.
         """
         try:
-            going_on = self._cycle(store, tokens, states, queue, client)
+            going_on = self._cycle(parts, client)
         except Exception as exc:
             client.close()
             # Damage is handled as at start-up: kept aside, fresh store, signed out.
             # An error the integrity check does not confirm is an error like any
             # other (logged, paused): never a loop that spins on it.
-            if is_corruption_error(exc) and recovery.recover(store, self._log, exc):
-                self._on_change(store, tokens, queue)
+            if is_corruption_error(exc) and recovery.recover(parts.store, self._log, exc):
+                self._on_change(parts)
                 return not self._stopping
             self._log.exception("submitter error; trying again shortly", exc)
             health.PROCESS.report(
@@ -201,15 +199,15 @@ class Submitter:
         health.PROCESS.resolve("submitter")
         return going_on
 
-    def _startup(self, store: Store, tokens: TokenStore, queue: Queue) -> None:
+    def _startup(self, parts: Parts) -> None:
         # Off the hello path: a store damaged inside its data pages opens fine and
         # only this check (or the first query that reads a bad page) finds it.
-        if recovery.check_at_start(store, self._log) is not None:
-            self._on_change(store, tokens, queue)
-        expired = self._housekeeping(queue)
+        if recovery.check_at_start(parts.store, self._log) is not None:
+            self._on_change(parts)
+        expired = self._housekeeping(parts.queue)
         # Decrypt once now (off the hello path) so a broken token shows up early.
-        if (tokens.present() and tokens.load() is None) or expired:
-            self._on_change(store, tokens, queue)
+        if (parts.tokens.present() and parts.tokens.load() is None) or expired:
+            self._on_change(parts)
 
     def _housekeeping(self, queue: Queue) -> int:
         """Prune done items and expire old pending ones; returns how many expired."""
@@ -227,17 +225,16 @@ class Submitter:
         if self._debounce_until is not None and now < self._debounce_until:
             return self._debounce_until - now
         paused = state.paused(now)
-        if paused in ("signed_out", "subscription_inactive"):
+        if paused is not None and paused.lifted_by_user:
             return None
-        if paused == "rate_limited" and state.rate_limited_until is not None:
+        if paused is not None and state.rate_limited_until is not None:
             return state.rate_limited_until - now
         due = queue.next_due(now)
         if due is None:
             return None
         return max(0.0, due - now)
 
-    def _cycle(self, store: Store, tokens: TokenStore, states: StateStore, queue: Queue,
-               client: ApiClient) -> bool:
+    def _cycle(self, parts: Parts, client: ApiClient) -> bool:
         """Sleep until something is due, then deliver one batch; False when stopping."""
         with self._cond:
             while True:
@@ -247,9 +244,10 @@ class Submitter:
                 if self._debounce_until is not None and now >= self._debounce_until:
                     self._debounce_until = None
                     self._debounce_first = None
-                if now - self._last_housekeeping >= HOUSEKEEPING_S and self._housekeeping(queue):
-                    self._on_change(store, tokens, queue)
-                wait = self._wait_time(states, queue, now)
+                if (now - self._last_housekeeping >= HOUSEKEEPING_S
+                        and self._housekeeping(parts.queue)):
+                    self._on_change(parts)
+                wait = self._wait_time(parts.states, parts.queue, now)
                 if wait == 0:
                     break
                 if wait is None or wait > HOUSEKEEPING_S:
@@ -257,19 +255,19 @@ class Submitter:
                 self._log.debug("submitter sleeping", seconds=wait)
                 health.PROCESS.resolve("submitter")  # it got this far: running again
                 self._cond.wait(wait)  # a notify or the due time: look again
-        self._deliver_once(store, tokens, states, queue, client)
+        self._deliver_once(parts, client)
         return True
 
-    def _deliver_once(self, store: Store, tokens: TokenStore, states: StateStore, queue: Queue,
-                      client: ApiClient) -> None:
+    def _deliver_once(self, parts: Parts, client: ApiClient) -> None:
         now = self._clock()
-        sealed = tokens.load_sealed()
+        sealed = parts.tokens.load_sealed()
         if sealed is None:
             # A missing or undecryptable token counts as signed out without a request
             # (the original treated a missing token as a 401).
-            self._on_change(store, tokens, queue)
+            self._on_change(parts)
             return
         token, ciphertext = sealed
+        queue = parts.queue
         batch = queue.claim(self._owner, now, self._config.lease_s, self._config.batch_max)
         if batch is None:
             return
@@ -279,13 +277,13 @@ class Submitter:
         response = self._post_with_lease(queue, batch, client, token, urls)
         now = self._clock()
         if isinstance(response, NetworkError):
-            decision = Decision("retry", "network error")
+            decision = Verdict(Action.RETRY, "network error")
             # The whole message: a TLS failure's reason comes after several colons.
             self._log.warning("delivery failed", reason=str(response)[:1000], items=len(urls))
         else:
             decision = classify(response, urls, now)
-        self._apply(decision, store, tokens, states, queue, batch, ciphertext, now)
-        self._on_change(store, tokens, queue)
+        self._apply(decision, parts, batch, ciphertext, now)
+        self._on_change(parts)
 
     def _post_with_lease(self, queue: Queue, batch: Batch, client: ApiClient, token: str,
                          urls: list[str]) -> Response | NetworkError:
@@ -314,10 +312,10 @@ class Submitter:
             renewer.join()
         return result
 
-    def _apply(self, decision: Decision, store: Store, tokens: TokenStore, states: StateStore,
-               queue: Queue, batch: Batch, ciphertext: bytes, now: float) -> None:
-        kind = decision.kind
-        if kind == "done":
+    def _apply(self, decision: Verdict, parts: Parts, batch: Batch, ciphertext: bytes,
+               now: float) -> None:
+        action, queue = decision.action, parts.queue
+        if action is Action.DONE:
             if decision.note is not None:
                 # Only the status decides (docs/protocol.md#bulk-answers): the items
                 # are delivered; the body just did not say more than that.
@@ -328,28 +326,22 @@ class Submitter:
             settled = queue.complete(batch, outcomes, now)
             self._log.info("batch delivered", items=settled,
                            outcome_counts=_count(outcomes.values()))
-        elif kind == "retry":
+        elif action is Action.RETRY:
             at = retry.next_attempt_at(now, batch.attempt, self._policy, self._draw(),
                                        decision.retry_after)
             queue.release(batch, at, decision.reason, now)
             self._log.warning("batch will be retried", reason=decision.reason,
                               attempt=batch.attempt, in_s=round(at - now, 3))
-        elif kind == "fail":
+        elif action is Action.FAIL:
             failed = queue.fail(batch, decision.reason, now)
             self._log.error("batch refused by the API; items failed", reason=decision.reason,
                             items=failed)
-        else:
-            event: Event
-            if kind == "unauthorized":
-                event = Unauthorized()
-            elif kind == "payment_required":
-                event = PaymentRequired()
-            else:
-                event = RateLimited(decision.retry_after or now + 3600.0)
+        elif decision.event is not None:  # PAUSE: the state machine's own event
             queue.release(batch, now, decision.reason, now, count_attempt=False)
-            _before, after = states.apply(event, sent_with=ciphertext)
+            _before, after = parts.states.apply(decision.event, sent_with=ciphertext)
+            paused = after.paused(now)
             self._log.warning("delivery paused", reason=decision.reason,
-                              paused=after.paused(now))
+                              paused=None if paused is None else paused.value)
 
 
 def _count(values: Any) -> dict[str, int]:

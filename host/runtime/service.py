@@ -2,7 +2,7 @@
 
 The service sees typed requests and returns result dicts; it never sees bytes or
 file descriptors. Decisions about auth, subscription and pauses are the state
-machine's (:mod:`flattr_host.storage.state`); the service only feeds it events.
+machine's (:mod:`flattr_host.core.session`); the service only feeds it events.
 """
 
 from __future__ import annotations
@@ -13,11 +13,17 @@ from flattr_host import PROTOCOL_VERSION, __version__
 from flattr_host.core import health
 from flattr_host.core.errors import RequestError, StoreBusy
 from flattr_host.core.logs import preview
+from flattr_host.core.session import (
+    Auth,
+    SignedOut,
+    Snapshot,
+    Subscription,
+    SubscriptionSet,
+    TokenStored,
+)
 from flattr_host.protocol import messages as m
-from flattr_host.storage.queue import Queue
-from flattr_host.storage.state import SignedOut, Snapshot, StateStore, SubscriptionSet, TokenStored
+from flattr_host.storage.parts import Parts, build
 from flattr_host.storage.store import is_corruption_error
-from flattr_host.storage.token_store import TokenStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,15 +46,12 @@ BUSY_MESSAGE = ("the store is busy: another flattr-host process holds its write 
                 "nothing was changed, try again")
 
 
-def build_state(states: StateStore, queue: Queue, now: float,
-                store: Store | None = None) -> dict[str, Any]:
-    """The protocol's State object (docs/protocol.md#state), read from the store.
-
-    ``store`` (the one ``states`` reads) adds the store's problem note.
-    """
-    stored = None if store is None else health.read_store_problem(store.conn)
-    return render_state(states.read(), queue.counts(), now, states.key_location(),
-                        health.PROCESS.current() or stored)
+def build_state(parts: Parts, now: float) -> dict[str, Any]:
+    """The protocol's State object (docs/protocol.md#state), read from the parts' store,
+    with the store's problem note."""
+    stored = health.read_store_problem(parts.store.conn)
+    return render_state(parts.states.read(), parts.queue.counts(), now,
+                        parts.states.key_location(), health.PROCESS.current() or stored)
 
 
 def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
@@ -58,22 +61,22 @@ def render_state(snapshot: Snapshot, counts: dict[str, Any], now: float,
     (``TokenStore.location``) and the current problem; pure (time-dependent pause)."""
     paused = snapshot.paused(now)
     next_at: float | None
-    if paused in ("signed_out", "subscription_inactive") or not counts["pending"]:
+    if (paused is not None and paused.lifted_by_user) or not counts["pending"]:
         next_at = None
-    elif paused == "rate_limited":
+    elif paused is not None:  # a rate limit: it ends by itself
         next_at = snapshot.rate_limited_until
     else:
         next_at = counts["next_attempt_at"]
     state: dict[str, Any] = {
-        "authenticated": snapshot.auth.value == "signed_in",
-        "subscription": {"active": snapshot.subscription.value == "active"},
+        "authenticated": snapshot.auth is Auth.SIGNED_IN,
+        "subscription": {"active": snapshot.subscription is Subscription.ACTIVE},
         "queue": {
             "pending": counts["pending"],
             "inFlight": counts["in_flight"],
             "failed": counts["failed"],
             "expired": counts["expired"],
             "done": counts["done"],
-            "paused": paused,
+            "paused": None if paused is None else paused.value,
             "nextAttemptAt": None if next_at is None else int(next_at * 1000),
         },
         "key": key or {"backend": None, "reason": None},
@@ -106,9 +109,10 @@ class Service:
         self._cached: tuple[int, Snapshot, dict[str, Any], dict[str, Any],
                             dict[str, Any] | None] | None = None
         self._rendered: dict[str, Any] | None = None  # shared: callers must not mutate it
-        self.tokens = TokenStore(store, config.key_path, log, config.key_backend)
-        self.states = StateStore(store, self.tokens)
-        self.queue = Queue(store)
+        self.parts = build(config, store, log)
+        self.tokens = self.parts.tokens
+        self.states = self.parts.states
+        self.queue = self.parts.queue
         self._handlers: dict[type, Callable[[Any], dict[str, Any]]] = {
             m.Hello: self._hello,
             m.GetState: lambda _body: self.state(),

@@ -185,10 +185,10 @@ class Loop:
 
     def run(self) -> int:
         from flattr_host.runtime.service import Service
-        from flattr_host.storage.store import Store
+        from flattr_host.storage.parts import open_store
 
         try:
-            store = Store(self._config.db_path, self._log)
+            store = open_store(self._config, self._log)
             # Requests wait for another process's write lock within the extension's
             # deadline, then get `busy` (docs/protocol.md#errors).
             store.bound_writes(self._config.store_wait_s)
@@ -271,11 +271,9 @@ class Loop:
         from flattr_host.delivery.submitter import Submitter
         from flattr_host.runtime.service import build_state
 
-        def on_change(store: Any, tokens: Any, queue: Any) -> None:
-            from flattr_host.storage.state import StateStore
-
+        def on_change(parts: Any) -> None:
             self._service.invalidate()
-            self._writer.state(build_state(StateStore(store, tokens), queue, time.time(), store))
+            self._writer.state(build_state(parts, time.time()))
 
         self._submitter = Submitter(self._config, self._log, on_change)
         self._submitter.start()

@@ -1,141 +1,29 @@
-"""Authentication, subscription and queue pause: one explicit state machine.
+"""The session snapshot kept in the store, changed only through the state machine.
 
-This module is the only place that decides "signed in", "subscription active" and
-"queue paused and why" (docs/architecture.md). :func:`transition` is pure: it maps
-a snapshot and an event to the next snapshot, or raises :class:`TransitionError`
-and changes nothing. :class:`StateStore` keeps the snapshot in the SQLite store.
-
-Document 000 drives the rules: the page's ``flattr-token`` signs in (and may carry
-the subscription), ``flattr-subscription`` sets it, a 401 from the API removes the
-token, a 402 deactivates the subscription. A stored token that cannot be decrypted
-signs out the same way a 401 does. A 403 ``rate_limit_exceeded`` (document
-002) pauses delivery until the reset time.
+:class:`StateStore` reads the snapshot (auth from the token row, subscription and
+rate limit from ``kv``) and applies events with
+:func:`flattr_host.core.session.transition`, the one place that decides
+(docs/architecture.md#the-state-machine). It writes what the machine decided: the
+token row is put on :class:`TokenStored` and deleted when the machine signs out.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 from flattr_host.core.errors import TransitionError
-from flattr_host.core.values import Value
+from flattr_host.core.session import (
+    Event,
+    Snapshot,
+    Subscription,
+    TokenStored,
+    erases_token,
+    transition,
+)
 from flattr_host.storage.store import Store
 from flattr_host.storage.token_store import TokenStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-
-
-class Auth(Enum):
-    SIGNED_OUT = "signed_out"
-    SIGNED_IN = "signed_in"
-
-
-class Subscription(Enum):
-    UNKNOWN = "unknown"  # nobody has told us yet: delivery is attempted, a 402 settles it
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-
-
-class Snapshot(Value):
-    __slots__ = ("auth", "subscription", "rate_limited_until")
-    _defaults = {"auth": Auth.SIGNED_OUT, "subscription": Subscription.UNKNOWN,  # noqa: RUF012
-                 "rate_limited_until": None}
-    auth: Auth
-    subscription: Subscription
-    rate_limited_until: float | None
-
-    def paused(self, now: float) -> str | None:
-        """Why delivery is paused at ``now``, or None. Order: the first cause to fix."""
-        if self.auth is Auth.SIGNED_OUT:
-            return "signed_out"
-        if self.subscription is Subscription.INACTIVE:
-            return "subscription_inactive"
-        if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return "rate_limited"
-        return None
-
-
-# Events ---------------------------------------------------------------------------
-
-class TokenStored(Value):
-    """The page handed over a token (``flattr-token``)."""
-
-    __slots__ = ("subscription_active",)
-    _defaults = {"subscription_active": None}  # noqa: RUF012
-    subscription_active: bool | None
-
-
-class SignedOut(Value):
-    """The user signed out from the extension."""
-
-    __slots__ = ()
-
-
-class Unauthorized(Value):
-    """The API answered 401 to a request made with the stored token."""
-
-    __slots__ = ()
-
-
-class TokenUnusable(Value):
-    """The stored token cannot be decrypted (tampered row, replaced key): signed out."""
-
-    __slots__ = ()
-
-
-class SubscriptionSet(Value):
-    """The page said the subscription changed (``flattr-subscription``)."""
-
-    __slots__ = ("active",)
-    active: bool
-
-
-class PaymentRequired(Value):
-    """The API answered 402 to a request made with the stored token."""
-
-    __slots__ = ()
-
-
-class RateLimited(Value):
-    """The API refused for the rate limit (docs/protocol.md#bulk-answers).
-
-    Paused until ``until`` (epoch s).
-    """
-
-    __slots__ = ("until",)
-    until: float
-
-
-Event = (TokenStored | SignedOut | Unauthorized | TokenUnusable | SubscriptionSet
-         | PaymentRequired | RateLimited)
-
-
-def transition(state: Snapshot, event: Event) -> Snapshot:
-    """The snapshot after ``event``; raises TransitionError if ``event`` is illegal now."""
-    if isinstance(event, TokenStored):
-        subscription = state.subscription
-        if event.subscription_active is not None:
-            active = event.subscription_active
-            subscription = Subscription.ACTIVE if active else Subscription.INACTIVE
-        return state.replace(auth=Auth.SIGNED_IN, subscription=subscription)
-    if isinstance(event, SignedOut):
-        return state.replace(auth=Auth.SIGNED_OUT, rate_limited_until=None)
-    if isinstance(event, SubscriptionSet):
-        return state.replace(
-            subscription=Subscription.ACTIVE if event.active else Subscription.INACTIVE
-        )
-    # The remaining events are about a stored token (answers to requests made with
-    # it, or its decryption): they cannot happen while signed out.
-    if state.auth is not Auth.SIGNED_IN:
-        raise TransitionError(f"{type(event).__name__} is not allowed while {state.auth.value}")
-    if isinstance(event, Unauthorized | TokenUnusable):
-        return state.replace(auth=Auth.SIGNED_OUT, rate_limited_until=None)
-    if isinstance(event, PaymentRequired):
-        return state.replace(subscription=Subscription.INACTIVE)
-    if isinstance(event, RateLimited):
-        return state.replace(rate_limited_until=event.until)
-    raise TransitionError(f"unknown event {event!r}")  # pragma: no cover
 
 
 class StateStore:
@@ -167,7 +55,7 @@ class StateStore:
         )
         until = rows.get("rate_limited_until")
         return Snapshot(
-            auth=Auth.SIGNED_IN if self._tokens.present() else Auth.SIGNED_OUT,
+            auth=self._tokens.auth(),
             subscription=Subscription(rows.get("subscription", Subscription.UNKNOWN.value)),
             rate_limited_until=float(until) if until else None,
         )
@@ -194,7 +82,7 @@ class StateStore:
                 self._tokens.put(conn, sealed)
                 # Signing in again answers a "store replaced" note (docs/protocol.md).
                 conn.execute("DELETE FROM kv WHERE key = 'problem'")
-            elif before.auth is Auth.SIGNED_IN and after.auth is Auth.SIGNED_OUT:
+            elif erases_token(before, after):
                 self._tokens.delete(conn)
             self._write(conn, after)
         return before, after

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from flattr_host.core.logs import Logger
+    from flattr_host.core.session import Auth
     from flattr_host.storage.store import Store
 
 KEY_BYTES = 32
@@ -73,18 +74,21 @@ class TokenStore:
         return key
 
     def present(self) -> bool:
-        """True when a token row exists and so does its key, as far as can be told
-        without touching a keyring: a key file, or a keyring recorded as holding it.
+        """Whether the state machine counts this token as signed in (:meth:`auth`)."""
+        from flattr_host.core.session import Auth
 
-        A row encrypted with another key (or whose keyring entry is gone) counts as
-        present until :meth:`load` finds out and discards it.
-        """
+        return self.auth() is Auth.SIGNED_IN
+
+    def auth(self) -> Auth:
+        """Signed in or out, by :func:`flattr_host.core.session.auth_of_token` from the
+        token row and its key's presence (no keyring is touched, nothing decrypted)."""
+        from flattr_host.core.session import auth_of_token
+
         row = self._store.conn.execute(
             "SELECT (SELECT 1 FROM token WHERE id = 1), "
             "(SELECT value FROM kv WHERE key = 'key_backend')").fetchone()
-        if row[0] is None:
-            return False
-        return row[1] in KEYRING_BACKENDS or os.path.exists(self._key_path)
+        return auth_of_token(row[0] is not None, row[1] in KEYRING_BACKENDS,
+                             row[0] is not None and os.path.exists(self._key_path))
 
     def location(self) -> dict[str, str | None]:
         """``{"backend", "reason"}``: where the key was last found and why, as recorded
@@ -182,7 +186,8 @@ class TokenStore:
         # A sign-out like any other: through the state machine, which erases the row
         # and the rate-limit pause together, unless a new token replaced it meanwhile.
         from flattr_host.core.errors import TransitionError
-        from flattr_host.storage.state import StateStore, TokenUnusable
+        from flattr_host.core.session import TokenUnusable
+        from flattr_host.storage.state import StateStore
 
         try:
             StateStore(self._store, self).apply(TokenUnusable(), sent_with=bytes(ciphertext))

@@ -156,13 +156,13 @@ def _open() -> tuple[Any, Any, Any]:
 
     from flattr_host.core import config as config_mod
     from flattr_host.core.logs import Logger
-    from flattr_host.storage.store import Store
+    from flattr_host.storage.parts import open_store
 
     os.umask(0o077)
     config = config_mod.load()
     log = Logger(config.log_dir, config.log_level, config.log_max_bytes, config.log_backups,
                  component="cli")
-    return config, log, Store(config.db_path, log)
+    return config, log, open_store(config, log)
 
 
 # -- install / uninstall / doctor / logs / inspect handlers ----------------------------
@@ -382,14 +382,13 @@ def _status(options: Any) -> int:
 
     from flattr_host.core import health
     from flattr_host.runtime.service import build_state
-    from flattr_host.storage.queue import Queue
-    from flattr_host.storage.state import StateStore
-    from flattr_host.storage.token_store import TokenStore
+    from flattr_host.storage.parts import build
 
     config, log, store = _open()
     with store:
-        tokens = TokenStore(store, config.key_path, log, config.key_backend)
-        state = build_state(StateStore(store, tokens), Queue(store), time.time(), store)
+        parts = build(config, store, log)
+        state = build_state(parts, time.time())
+        parts.close()
     state["home"] = str(config.home)
     # Threads of running hosts that stopped (delivery, attention, inspector).
     state["hostProblems"] = health.running_problems(config.home)

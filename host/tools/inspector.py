@@ -276,25 +276,18 @@ class Inspector:
 def _host_queries(config: Config, log: Logger) -> Callable[[str], dict[str, Any]]:
     """Read-only queries over this thread's own store connection."""
     from flattr_host.runtime.service import build_state
-    from flattr_host.storage.queue import Queue
-    from flattr_host.storage.state import StateStore
-    from flattr_host.storage.store import Store
-    from flattr_host.storage.token_store import TokenStore
+    from flattr_host.storage.parts import Parts, build, open_store
 
-    opened: dict[str, Any] = {}
+    opened: list[Parts] = []
 
     def query(name: str) -> dict[str, Any]:
-        if "store" not in opened:
-            store = Store(config.db_path, log)
-            opened["store"] = store
-            tokens = TokenStore(store, config.key_path, log, config.key_backend)
-            opened["states"] = StateStore(store, tokens)
-            opened["queue"] = Queue(store)
+        if not opened:
+            opened.append(build(config, open_store(config, log), log))
+        parts = opened[0]
         if name == "queue":
-            counts: dict[str, Any] = opened["queue"].counts()
+            counts: dict[str, Any] = parts.queue.counts()
             return counts
-        state: dict[str, Any] = build_state(opened["states"], opened["queue"], time.time(),
-                                            opened["store"])
+        state: dict[str, Any] = build_state(parts, time.time())
         return state
 
     return query

@@ -21,9 +21,10 @@ import pytest
 
 from flattr_host.core.errors import ConfigError
 from flattr_host.core.logs import Logger
+from flattr_host.core.session import SignedOut, TokenStored
 from flattr_host.storage import keys
 from flattr_host.storage.keys import Keys, KeyUnavailable, MacKeychain, WindowsCredentials
-from flattr_host.storage.state import SignedOut, StateStore, TokenStored
+from flattr_host.storage.state import StateStore
 from flattr_host.storage.store import Store
 from flattr_host.storage.token_store import KEY_BYTES, TokenStore, _key_id
 
@@ -584,7 +585,8 @@ def test_status_shows_the_key_backend(home: Path) -> None:
     code = ("from flattr_host.core import config; from flattr_host.core.logs import Logger; "
             "from flattr_host.storage.store import Store; "
             "from flattr_host.storage.token_store import "
-            "TokenStore; from flattr_host.storage.state import StateStore, TokenStored; "
+            "TokenStore; from flattr_host.storage.state import StateStore; "
+            "from flattr_host.core.session import TokenStored; "
             "c = config.load(); s = Store(c.db_path, Logger(None)); "
             "StateStore(s, TokenStore(s, c.key_path, Logger(None), 'file'))"
             ".apply(TokenStored(True), token='t0k3n')")

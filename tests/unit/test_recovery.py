@@ -20,9 +20,11 @@ import pytest
 from flattr_host.core import health
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger
+from flattr_host.core.session import TokenStored
 from flattr_host.storage import recovery
+from flattr_host.storage.parts import Parts
 from flattr_host.storage.queue import Queue
-from flattr_host.storage.state import StateStore, TokenStored
+from flattr_host.storage.state import StateStore
 from flattr_host.storage.store import Store, is_corruption_error
 from flattr_host.storage.token_store import TokenStore
 
@@ -191,10 +193,10 @@ def test_the_submitter_replaces_a_store_damaged_at_start_and_goes_on(
     changed = threading.Event()
     states: list[Any] = []
 
-    def on_change(s: Store, t: TokenStore, q: Queue) -> None:
+    def on_change(parts: Parts) -> None:
         from flattr_host.runtime.service import build_state
 
-        states.append(build_state(StateStore(s, t), q, 0.0, s))
+        states.append(build_state(parts, 0.0))
         if states[-1]["problem"]:
             changed.set()
 
@@ -222,10 +224,10 @@ def test_the_submitter_meeting_damage_mid_run_replaces_the_store_and_lives(
     states: list[Any] = []
     replaced = threading.Event()
 
-    def on_change(s: Store, t: TokenStore, q: Queue) -> None:
+    def on_change(parts: Parts) -> None:
         from flattr_host.runtime.service import build_state
 
-        states.append(build_state(StateStore(s, t), q, time.time(), s))
+        states.append(build_state(parts, time.time()))
         if states[-1]["problem"]:
             replaced.set()
 

@@ -399,9 +399,10 @@ def test_a_submitter_that_fails_to_start_says_so_and_is_restarted(
 
 
 def test_the_full_reason_of_a_network_failure_is_logged(tmp_path: Path) -> None:
+    from flattr_host.core.session import TokenStored
     from flattr_host.delivery.api import NetworkError
     from flattr_host.delivery.submitter import Submitter
-    from flattr_host.storage.state import StateStore, TokenStored
+    from flattr_host.storage.state import StateStore
     from flattr_host.storage.store import Store
     from flattr_host.storage.token_store import TokenStore
 
@@ -574,9 +575,10 @@ def test_a_damage_error_the_check_does_not_confirm_pauses_like_any_error(
     import sqlite3
     import time
 
+    from flattr_host.core.session import TokenStored
     from flattr_host.delivery import submitter as submitter_mod
     from flattr_host.storage.queue import Queue
-    from flattr_host.storage.state import StateStore, TokenStored
+    from flattr_host.storage.state import StateStore
     from flattr_host.storage.store import Store
     from flattr_host.storage.token_store import TokenStore
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger
+from flattr_host.core.session import RateLimited, SubscriptionSet, TokenStored
 from flattr_host.runtime.service import Service
 from flattr_host.storage.queue import Queue
-from flattr_host.storage.state import RateLimited, StateStore, SubscriptionSet, TokenStored
+from flattr_host.storage.state import StateStore
 from flattr_host.storage.store import Store
 from flattr_host.storage.token_store import TokenStore
 

@@ -92,7 +92,8 @@ def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
 def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
     tokens: TokenStore, store: Store, home: Path, log: Logger
 ) -> None:
-    from flattr_host.storage.state import Auth, RateLimited, StateStore, Subscription, TokenStored
+    from flattr_host.core.session import Auth, RateLimited, Subscription, TokenStored
+    from flattr_host.storage.state import StateStore
 
     states = StateStore(store, tokens)
     states.apply(TokenStored(True), token=TOKEN)
@@ -111,7 +112,8 @@ def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
 
 def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Store,
                                                  home: Path, log: Logger) -> None:
-    from flattr_host.storage.state import Auth, StateStore
+    from flattr_host.core.session import Auth
+    from flattr_host.storage.state import StateStore
 
     store_token(tokens, store)
     row = store.conn.execute("SELECT key_id, nonce, ciphertext FROM token").fetchone()
