@@ -155,7 +155,7 @@ class Submitter:
     def _session(self) -> None:
         with open_store(self._config, self._log) as store, \
                 open_store(self._config, self._log) as renew_store:
-            self._renew_queue = Queue(renew_store)
+            self._renew_queue = build(self._config, renew_store, self._log).queue
             parts = build(self._config, store, self._log)
             client = self._client_factory() if self._client_factory else ApiClient(
                 self._config.api_base, self._config.ca_bundle, self._config.request_timeout_s

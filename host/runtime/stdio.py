@@ -36,6 +36,7 @@ from flattr_host.runtime import caller as caller_mod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 EXIT_OK = 0
@@ -60,7 +61,16 @@ class FrameWriter:
         self._debug = log.enabled("debug")
         self._lock = allocate_lock()  # threading costs ~1 ms to import; this is the same lock
         self._last_state: dict[str, Any] | None = None
+        self._state_listeners: tuple[Callable[[dict[str, Any]], None], ...] = ()
         self.broken = False
+
+    def add_state_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(state)`` after each state event is sent (the live inspector).
+
+        It runs on the sending thread, outside the writer's lock; an exception it
+        raises is logged and never reaches the sender.
+        """
+        self._state_listeners = (*self._state_listeners, listener)
 
     @property
     def last_state(self) -> dict[str, Any] | None:
@@ -125,6 +135,11 @@ class FrameWriter:
                 return
             self._last_state = state
         self.send(m.state_event(state))
+        for listener in self._state_listeners:
+            try:
+                listener(state)
+            except Exception as exc:
+                self._log.exception("a state listener failed", exc)
 
 
 def _take_stdout() -> int:
@@ -321,15 +336,13 @@ class Loop:
                 first = False
                 self._log.release()
                 self._start_submitter()
-                # -- live inspector hook ---------
                 # Only when enabled, and only after the first reply: asyncio and
-                # websockets stay off the hello path. It wraps self._writer.state to
-                # see every state pushed to the browser.
+                # websockets stay off the hello path. It listens to the writer's
+                # states through add_state_listener.
                 if self._config.inspect:
-                    from flattr_host.tools.inspector import start_for_host
+                    from flattr_host.runtime.inspector import start_for_host
 
                     start_for_host(self._config, self._log, self._writer)
-                # -- end of the inspector hook ------------------------------------------
         if self._terminate:
             self._log.info("SIGTERM: shutting down")
         return EXIT_OK

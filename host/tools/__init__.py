@@ -1,1 +1,1 @@
-"""The user's commands: cli, install, doctor, logview, inspector. Nothing imports it."""
+"""The user's commands: cli, install, doctor, logview, inspect. Nothing imports it."""

@@ -165,6 +165,14 @@ def _open() -> tuple[Any, Any, Any]:
     return config, log, open_store(config, log)
 
 
+def _open_parts() -> tuple[Any, Any]:
+    """The configuration, and the store with the parts on it (``storage.parts.build``)."""
+    from flattr_host.storage.parts import build
+
+    config, log, store = _open()
+    return config, build(config, store, log)
+
+
 # -- install / uninstall / doctor / logs / inspect handlers ----------------------------
 
 def _location_options(parser: Any, browsers: str, default: str | None = "chromium") -> None:
@@ -338,9 +346,9 @@ def _logs(options: Any) -> int:
 
 
 def _inspect(options: Any) -> int:
-    from flattr_host.tools import inspector
+    from flattr_host.tools import inspect_client
 
-    return inspector.client_main(options)
+    return inspect_client.client_main(options)
 
 
 def _extension(_options: Any) -> int:
@@ -382,11 +390,9 @@ def _status(options: Any) -> int:
 
     from flattr_host.core import health
     from flattr_host.runtime.service import build_state
-    from flattr_host.storage.parts import build
 
-    config, log, store = _open()
-    with store:
-        parts = build(config, store, log)
+    config, parts = _open_parts()
+    with parts.store:
         state = build_state(parts, time.time())
         parts.close()
     state["home"] = str(config.home)
@@ -420,12 +426,10 @@ def _queue_list(options: Any) -> int:
     import json
     import time
 
-    from flattr_host.storage.queue import Queue
-
-    _config, _log, store = _open()
+    _config, parts = _open_parts()
     status = "failed" if options.failed else options.status
-    with store:
-        items = Queue(store).items(status)
+    with parts.store:
+        items = parts.queue.items(status)
     if options.json:
         print(json.dumps(items, indent=2))
         return 0
@@ -445,21 +449,17 @@ def _queue_list(options: Any) -> int:
 def _queue_retry(_options: Any) -> int:
     import time
 
-    from flattr_host.storage.queue import Queue
-
-    _config, _log, store = _open()
-    with store:
-        count = Queue(store).retry_failed(time.time())
+    _config, parts = _open_parts()
+    with parts.store:
+        count = parts.queue.retry_failed(time.time())
     print(f"{count} failed items will be sent again by the next running host")
     return 0
 
 
 def _queue_clear(_options: Any) -> int:
-    from flattr_host.storage.queue import Queue
-
-    _config, _log, store = _open()
-    with store:
-        count = Queue(store).clear_failed()
+    _config, parts = _open_parts()
+    with parts.store:
+        count = parts.queue.clear_failed()
     print(f"deleted {count} failed items")
     return 0
 

@@ -511,7 +511,7 @@ def test_status_and_doctor_show_a_stopped_thread_and_the_store_note(
 
 def test_an_inspector_that_fails_after_start_is_restarted_and_says_so_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flattr_host.tools import inspector as inspector_mod
+    from flattr_host.runtime import inspector as inspector_mod
 
     monkeypatch.setattr(inspector_mod, "RESTART_BASE_S", 0.05)
     original = inspector_mod.Inspector._serve
