@@ -19,6 +19,8 @@ import json
 import os
 import time
 
+from flattr_host.core.errors import StoreError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
@@ -39,6 +41,33 @@ def _key_id(key: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+
+
+class TokenUnreadable(StoreError):
+    """A stored token that does not open with the key given; ``wrong_key`` when the
+    row names another key, else it fails authentication (tampered, or not a token)."""
+
+    def __init__(self, message: str, wrong_key: bool) -> None:
+        super().__init__(message)
+        self.wrong_key = wrong_key
+
+
+def unseal(key: bytes, key_id: str, nonce: bytes, ciphertext: bytes) -> str:
+    """The token a row (``key_id``, ``nonce``, ``ciphertext``) seals with ``key``.
+
+    Pure: nothing is read, written or set aside (``flattr-host doctor`` uses it as is);
+    raises :class:`TokenUnreadable` saying why the token does not open.
+    """
+    if len(key) != KEY_BYTES or key_id != _key_id(key):
+        raise TokenUnreadable("token was encrypted with another key", wrong_key=True)
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        return AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), AAD).decode("ascii")
+    except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
+        raise TokenUnreadable(f"token cannot be decrypted ({type(exc).__name__})",
+                              wrong_key=False) from None
 
 
 def load_or_create_key(path: str | os.PathLike[str], log: Logger) -> bytes:
@@ -154,16 +183,10 @@ class TokenStore:
         except KeyUnavailable as exc:
             self._discard(row, f"the token's key is unavailable: {exc}")
             return None
-        if key_id != _key_id(key):
-            self._discard(row, "token was encrypted with another key")
-            return None
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         try:
-            token = AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), AAD).decode("ascii")
-        except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
-            self._discard(row, f"token cannot be decrypted ({type(exc).__name__})")
+            token = unseal(key, key_id, nonce, ciphertext)
+        except TokenUnreadable as exc:
+            self._discard(row, str(exc))
             return None
         self._log.add_secret(token)
         return token, bytes(ciphertext)

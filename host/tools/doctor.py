@@ -477,7 +477,7 @@ def check_token(db: Path, key_path: Path,
     its backend from :func:`check_key`; without it, the key file is read."""
     import sqlite3
 
-    from flattr_host.storage.token_store import AAD, KEY_BYTES, _key_id
+    from flattr_host.storage.token_store import TokenUnreadable, unseal
 
     sign_in = "sign in again on flattr.com (the host sets the unusable token aside)"
     if not db.exists():
@@ -507,16 +507,12 @@ def check_token(db: Path, key_path: Path,
         except OSError as exc:
             return Check(TOKEN_DECRYPTABLE, False, f"{key_path}: {exc.strerror or exc}",
                          sign_in)
-    if len(key) != KEY_BYTES or row[0] != _key_id(key):
-        return Check(TOKEN_DECRYPTABLE, False,
-                     f"the token was encrypted with another key than {where}", sign_in)
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     try:
-        AESGCM(key).decrypt(bytes(row[1]), bytes(row[2]), AAD)
-    except (InvalidTag, ValueError):
-        return Check(TOKEN_DECRYPTABLE, False, "the stored token fails authentication", sign_in)
+        unseal(key, *row)  # the token store's own code; nothing is kept or set aside
+    except TokenUnreadable as exc:
+        what = (f"the token was encrypted with another key than {where}" if exc.wrong_key
+                else "the stored token fails authentication")
+        return Check(TOKEN_DECRYPTABLE, False, what, sign_in)
     return Check(TOKEN_DECRYPTABLE, True, "the stored token decrypts (not shown)")
 
 

@@ -150,3 +150,20 @@ def test_the_checker_sees_lazy_and_type_checking_imports() -> None:
     assert allowed("flattr_host.runtime.stdio", "flattr_host.runtime.inspector")
     assert allowed("flattr_host.runtime.stdio", "flattr_host.delivery.submitter")
     assert allowed("flattr_host.attention.service", "flattr_host.attention.engine")
+
+
+def test_no_private_name_crosses_a_folder() -> None:
+    """``from x import _name`` only within a folder: a layer uses another's public API
+    (doctor decrypts with the token store's ``unseal``, not its private helpers)."""
+    crossing = []
+    for path in host_modules():
+        importer = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("flattr_host.")):
+                continue
+            for alias in node.names:
+                if (alias.name.startswith("_")
+                        and layer_of(node.module) != layer_of(importer)):
+                    crossing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
+    assert crossing == []

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flattr_host.core.logs import Logger
 from flattr_host.storage.store import Store
 from flattr_host.storage.token_store import KEY_BYTES, TokenStore, load_or_create_key
@@ -121,3 +123,20 @@ def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Stor
     tokens._discard(row, "test: the old row was unusable")
     assert tokens.load() == "a-newer-token"
     assert StateStore(store, tokens).read().auth is Auth.SIGNED_IN
+
+
+def test_unseal_is_the_one_decryption_and_says_why(store: Store, tmp_path: Path) -> None:
+    """The token store and ``doctor`` open a row with the same pure ``unseal``."""
+    from flattr_host.storage.token_store import TokenUnreadable, unseal
+
+    tokens = TokenStore(store, tmp_path / "token.key", Logger(None), key_backend="file")
+    key_id, nonce, ciphertext = tokens.seal("tok-unseal")
+    key = (tmp_path / "token.key").read_bytes()
+    assert unseal(key, key_id, nonce, ciphertext) == "tok-unseal"
+    with pytest.raises(TokenUnreadable) as wrong:
+        unseal(bytes(32), key_id, nonce, ciphertext)
+    assert wrong.value.wrong_key
+    tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+    with pytest.raises(TokenUnreadable) as broken:
+        unseal(key, key_id, nonce, tampered)
+    assert not broken.value.wrong_key and "InvalidTag" in str(broken.value)
