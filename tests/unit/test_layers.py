@@ -167,3 +167,14 @@ def test_no_private_name_crosses_a_folder() -> None:
                         and layer_of(node.module) != layer_of(importer)):
                     crossing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
     assert crossing == []
+
+
+def test_each_class_name_means_one_thing() -> None:
+    """No two host classes share a name (the API's verdict is not the attention
+    engine's decision)."""
+    where: dict[str, list[str]] = {}
+    for path in host_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(module_name(path))
+    assert {name: mods for name, mods in where.items() if len(mods) > 1} == {}
