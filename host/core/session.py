@@ -194,8 +194,10 @@ def _subscription(how: Set, state: Snapshot, event: Event) -> Subscription:
     active: bool | None = None
     if how is Set.INACTIVE:
         active = False
-    elif how is Set.FROM_EVENT:
-        active = getattr(event, "active", getattr(event, "subscription_active", None))
+    elif how is Set.FROM_EVENT and isinstance(event, SubscriptionSet):
+        active = event.active
+    elif how is Set.FROM_EVENT and isinstance(event, TokenStored):
+        active = event.subscription_active  # None: the page did not say
     if active is None:
         return state.subscription
     return Subscription.ACTIVE if active else Subscription.INACTIVE

@@ -74,6 +74,10 @@ class Verdict:
     note: str | None = None
     event: ApiEvent | None = None  # with PAUSE: Unauthorized, PaymentRequired, RateLimited
 
+    def __post_init__(self) -> None:
+        if (self.action is Action.PAUSE) != (self.event is not None):
+            raise ValueError(f"a {self.action.value} verdict with event {self.event!r}")
+
 
 #: The outcome of an item in a batch the server accepted without saying more.
 ACCEPTED = "accepted"

@@ -336,7 +336,7 @@ class Submitter:
             failed = queue.fail(batch, decision.reason, now)
             self._log.error("batch refused by the API; items failed", reason=decision.reason,
                             items=failed)
-        elif decision.event is not None:  # PAUSE: the state machine's own event
+        elif decision.event is not None:  # PAUSE (always with an event): the machine's own
             queue.release(batch, now, decision.reason, now, count_attempt=False)
             _before, after = parts.states.apply(decision.event, sent_with=ciphertext)
             paused = after.paused(now)

@@ -293,3 +293,12 @@ def test_after_an_informational_answer_the_connection_is_not_reused() -> None:
     finally:
         client.close()
         listener.close()
+
+
+def test_a_pause_verdict_always_carries_the_machines_event() -> None:
+    from flattr_host.delivery.api import Verdict
+
+    with pytest.raises(ValueError, match="pause verdict"):
+        Verdict(Action.PAUSE, "http 401")
+    with pytest.raises(ValueError, match="retry verdict"):
+        Verdict(Action.RETRY, "http 500", event=Unauthorized())
