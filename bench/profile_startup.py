@@ -2,7 +2,7 @@
 """Import-time profile of the host's start-up to its first reply.
 
 Spawns the host the way its installed launcher runs it (``python -S -X importtime
--c <bootstrap> <origin>``, see host/install.py ``bootstrap_code``) and, for
+-c <bootstrap> <origin>``, see host/tools/install.py ``bootstrap_code``) and, for
 comparison, the minimal echo host (plain and with ``-S``) as Chrome would, sends
 ``hello``, reads the reply, closes stdin, and prints the imports sorted by
 cumulative time, split at the first reply. Used for docs/performance.md; run it
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     py = sys.executable
-    from flattr_host.install import bootstrap_code
+    from flattr_host.tools.install import bootstrap_code
 
     echo_script = str(BASELINES / "echo_host.py")
     echo = profile([py, "-X", "importtime", echo_script, ORIGIN], BASELINES)

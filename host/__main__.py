@@ -2,6 +2,6 @@
 
 import sys
 
-from flattr_host.cli import main
+from flattr_host.tools.cli import main
 
 sys.exit(main())

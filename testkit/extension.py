@@ -42,7 +42,7 @@ def default_extension_dir() -> Path:
     configured = os.environ.get("FLATTR_EXTENSION") or os.environ.get("FLATTR_E2E_EXTENSION")
     if configured:
         return Path(configured)
-    from flattr_host.extension_files import extension_folder
+    from flattr_host.tools.extension_files import extension_folder
 
     return extension_folder()
 

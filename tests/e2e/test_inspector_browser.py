@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from flattr_host import inspector
+from flattr_host.runtime import inspector
 from flattr_testing.host import CHROMIUM_ID, install_launcher, running_host
 
 CHROMIUM = "/usr/bin/chromium"

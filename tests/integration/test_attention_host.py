@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flattr_host.attention import ACTIVITY_WINDOW_S
+from flattr_host.attention.engine import ACTIVITY_WINDOW_S
 from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from flattr_host import doctor
-from flattr_host import install as inst
+from flattr_host.tools import doctor
+from flattr_host.tools import install as inst
 from tests.integration.conftest import Delivery, drained
 from tests.support.connect_proxy import ConnectProxy, flattr_map
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flattr_host import __version__
-from flattr_host.config import CHROMIUM_EXTENSION_ID
+from flattr_host.core.config import CHROMIUM_EXTENSION_ID
 from tests.support.fake_site import FakeSite
 from tests.support.host import frame
 from tests.support.wheels import (

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PASSWORD = "test-keyring-password"
-SERVICE = "flattr-companion"  # what flattr_host.keys names its entries
+SERVICE = "flattr-companion"  # what flattr_host.storage.keys names its entries
 TOOLS = ("dbus-run-session", "gnome-keyring-daemon")
 
 # The address is published only after the unlock: a client asking earlier would

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flattr_host.logs import Logger
-from flattr_host.store import Store
-from flattr_host.token_store import TokenStore
+from flattr_host.core.logs import Logger
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import TokenStore
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def tokens(store: Store, home: Path, log: Logger) -> TokenStore:
 @pytest.fixture(autouse=True)
 def _no_leftover_problems() -> Iterator[None]:
     """Each test starts and ends with no thread problem in this process."""
-    from flattr_host import health
+    from flattr_host.core import health
 
     health.PROCESS.reset()
     yield

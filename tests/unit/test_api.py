@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from flattr_host.api import (
+from flattr_host.core.session import PaymentRequired, RateLimited, Unauthorized
+from flattr_host.delivery.api import (
     RATE_LIMIT_MIN_S,
     RATE_LIMIT_WINDOW_S,
+    Action,
     Response,
     classify,
     read_outcomes,
@@ -53,7 +55,7 @@ def ok_body() -> dict[str, object]:
 
 def test_success_records_per_url_outcomes() -> None:
     decision = classify(response(200, ok_body()), URLS, 0.0)
-    assert decision.kind == "done" and decision.note is None
+    assert decision.action is Action.DONE and decision.note is None
     assert decision.outcomes == {0: "ok", 1: "flattr_once"}
 
 
@@ -61,7 +63,7 @@ def test_success_records_per_url_outcomes() -> None:
 @pytest.mark.parametrize("body", SUCCESS_BODIES, ids=lambda b: repr(b)[:40])
 def test_every_2xx_is_done_whatever_the_body(status: int, body: object) -> None:
     decision = classify(response(status, body), URLS, 0.0)
-    assert decision.kind == "done", decision
+    assert decision.action is Action.DONE, decision
     assert decision.reason == f"http {status}"
     assert decision.outcomes == {}
     assert decision.note  # the submitter logs it at debug level
@@ -70,7 +72,7 @@ def test_every_2xx_is_done_whatever_the_body(status: int, body: object) -> None:
 def test_documented_body_in_another_order_or_partial_still_counts() -> None:
     body = {"results": [{"url": URLS[1], "status": "flattr_owner"}, {"url": "x", "status": "ok"}]}
     decision = classify(response(201, body), URLS, 0.0)
-    assert decision.kind == "done"
+    assert decision.action is Action.DONE
     assert decision.outcomes == {1: "flattr_owner"}
     assert decision.note == "results say nothing of 1 URLs"
 
@@ -93,12 +95,12 @@ def test_outcome_words_are_plain_and_short() -> None:
 @pytest.mark.parametrize("status", [408, 409, 500, 502, 503, 504, 525, 599, 501, 520])
 def test_retryable_statuses(status: int) -> None:
     decision = classify(response(status, b"<html>down</html>", retry_after="30"), URLS, 100.0)
-    assert decision.kind == "retry" and decision.retry_after == 130.0
+    assert decision.action is Action.RETRY and decision.retry_after == 130.0
 
 
 @pytest.mark.parametrize("status", [600, 799, 999, 100, 199])
 def test_statuses_outside_the_known_classes_are_retried(status: int) -> None:
-    assert classify(response(status, b""), URLS, 0).kind == "retry"
+    assert classify(response(status, b""), URLS, 0).action is Action.RETRY
 
 
 def test_retry_after_garbled_or_absurd() -> None:
@@ -110,28 +112,28 @@ def test_retry_after_garbled_or_absurd() -> None:
 @pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
 def test_redirects_are_not_followed_and_not_lost(status: int) -> None:
     decision = classify(response(status, b"", location="https://evil.example/"), URLS, 0)
-    assert decision.kind == "retry"
+    assert decision.action is Action.RETRY
     assert decision.reason == f"http {status} redirect not followed"
 
 
 @pytest.mark.parametrize("body", [b"", b"<html>401</html>", {"error": "unauthorized"},
                                   {"error": "invalid_token"}, {"results": []}])
 def test_401_whatever_the_body(body: object) -> None:
-    assert classify(response(401, body), URLS, 0).kind == "unauthorized"
+    assert classify(response(401, body), URLS, 0).event == Unauthorized()
 
 
 @pytest.mark.parametrize("body", [b"", b"Payment Required", {"error": "subscription_inactive"},
                                   {"error": "no_means"}, {"message": "pay"}])
 def test_402_whatever_the_body(body: object) -> None:
-    assert classify(response(402, body), URLS, 0).kind == "payment_required"
+    assert classify(response(402, body), URLS, 0).event == PaymentRequired()
 
 
 def test_rate_limit_pauses_until_reset_header() -> None:
     decision = classify(response(403, {"error": "rate_limit_exceeded"},
                                  x_ratelimit_reset="1800002000"), URLS, NOW)
-    assert decision.kind == "rate_limited" and decision.retry_after == 1800002000.0
+    assert decision.event == RateLimited(1800002000.0)
     no_header = classify(response(403, {"error": "rate_limit_exceeded"}), URLS, NOW)
-    assert no_header.retry_after == NOW + RATE_LIMIT_WINDOW_S
+    assert no_header.event == RateLimited(NOW + RATE_LIMIT_WINDOW_S)
 
 
 
@@ -155,12 +157,12 @@ def test_rate_limit_pauses_until_reset_header() -> None:
 def test_rate_limit_reset_header_of_any_shape(reset: str, until: float) -> None:
     decision = classify(response(403, {"error": "rate_limit_exceeded"},
                                  x_ratelimit_reset=reset), URLS, NOW)
-    assert decision.kind == "rate_limited" and decision.retry_after == until
+    assert decision.event == RateLimited(until)
 
 
 def test_rate_limit_without_reset_uses_retry_after() -> None:
     decision = classify(response(429, b"", retry_after="90"), URLS, NOW)
-    assert decision.kind == "rate_limited" and decision.retry_after == NOW + 90
+    assert decision.event == RateLimited(NOW + 90)
 
 
 @pytest.mark.parametrize(
@@ -177,8 +179,8 @@ def test_rate_limit_without_reset_uses_retry_after() -> None:
 def test_rate_limits_without_the_documented_body(status: int, body: object,
                                                   headers: dict[str, str]) -> None:
     decision = classify(response(status, body, **headers), URLS, NOW)
-    assert decision.kind == "rate_limited"
-    assert NOW + RATE_LIMIT_MIN_S <= (decision.retry_after or 0) <= NOW + 3700
+    assert isinstance(decision.event, RateLimited)
+    assert NOW + RATE_LIMIT_MIN_S <= decision.event.until <= NOW + 3700
 
 
 @pytest.mark.parametrize(
@@ -191,15 +193,15 @@ def test_rate_limits_without_the_documented_body(status: int, body: object,
 )
 def test_403_that_is_not_a_rate_limit_fails(body: object, headers: dict[str, str]) -> None:
     decision = classify(response(403, body, **headers), URLS, NOW)
-    assert decision.kind == "fail" and decision.reason.startswith("http 403")
+    assert decision.action is Action.FAIL and decision.reason.startswith("http 403")
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 405, 406, 410, 413, 422, 451, 499])
 def test_other_client_errors_fail_with_the_reason(status: int) -> None:
     decision = classify(response(status, {"error": "invalid_request"}), URLS, 0)
-    assert decision.kind == "fail" and decision.reason == f"http {status} invalid_request"
+    assert decision.action is Action.FAIL and decision.reason == f"http {status} invalid_request"
     bare = classify(response(status, b"<html>no</html>"), URLS, 0)
-    assert bare.kind == "fail" and bare.reason == f"http {status}"
+    assert bare.action is Action.FAIL and bare.reason == f"http {status}"
 
 
 def test_error_codes_are_plain_words_only() -> None:
@@ -212,7 +214,7 @@ def test_idle_keep_alive_connection_is_replaced(monkeypatch: pytest.MonkeyPatch)
     import http.server
     import threading
 
-    from flattr_host import api
+    from flattr_host.delivery import api
 
     connections: list[int] = []
 
@@ -279,15 +281,24 @@ def test_after_an_informational_answer_the_connection_is_not_reused() -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    from flattr_host.api import ApiClient
+    from flattr_host.delivery.api import ApiClient
 
     client = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", None, 5.0)
     try:
         first = client.post_bulk("t", URLS)
         assert first.status == 103
-        assert classify(first, URLS, 0).kind == "retry"
+        assert classify(first, URLS, 0).action is Action.RETRY
         assert client.post_bulk("t", URLS).status == 503  # its own answer, not the 200
         assert len(connections) == 2
     finally:
         client.close()
         listener.close()
+
+
+def test_a_pause_verdict_always_carries_the_machines_event() -> None:
+    from flattr_host.delivery.api import Verdict
+
+    with pytest.raises(ValueError, match="pause verdict"):
+        Verdict(Action.PAUSE, "http 401")
+    with pytest.raises(ValueError, match="retry verdict"):
+        Verdict(Action.RETRY, "http 500", event=Unauthorized())

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flattr_host.attention import (
+from flattr_host.attention.engine import (
     AttentionEngine,
     AttentionError,
     AudibleChanged,

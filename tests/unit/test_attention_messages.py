@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flattr_host.errors import RequestError
-from flattr_host.messages import (
+from flattr_host.core.errors import RequestError
+from flattr_host.protocol.messages import (
     AttentionCountAll,
     AttentionPage,
     AttentionSettings,
@@ -134,9 +134,12 @@ def test_hello_path_does_not_load_the_engine() -> None:
     """Answering hello imports neither the engine nor dataclasses (docs/performance.md)."""
     code = (
         "import sys\n"
-        "from flattr_host import attention_store, cli, messages, service, stdio\n"
-        "bad = [m for m in ('flattr_host.attention', 'flattr_host.attention_service',"
-        " 'flattr_host.urlnorm', 'dataclasses') if m in sys.modules]\n"
+        "from flattr_host.attention import store as attention_store\n"
+        "from flattr_host.tools import cli\n"
+        "from flattr_host.protocol import messages\n"
+        "from flattr_host.runtime import service, stdio\n"
+        "bad = [m for m in ('flattr_host.attention.engine', 'flattr_host.attention.service',"
+        " 'flattr_host.protocol.urlnorm', 'dataclasses') if m in sys.modules]\n"
         "print(bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

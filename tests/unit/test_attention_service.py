@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from flattr_host import attention_store as rows
-from flattr_host.attention_service import AttentionService
-from flattr_host.logs import Logger
-from flattr_host.messages import AttentionSignal, parse_request
-from flattr_host.queue import Queue
-from flattr_host.store import Store
+from flattr_host.attention import store as rows
+from flattr_host.attention.service import AttentionService
+from flattr_host.core.logs import Logger
+from flattr_host.protocol.messages import AttentionSignal, parse_request
+from flattr_host.storage.queue import Queue
+from flattr_host.storage.store import Store
 
 PAGE = "https://blog.example/post?utm=1#c"
 KEY = "https://blog.example/post"
@@ -462,7 +462,7 @@ class Locker:
 
 def test_manual_flattr_while_locked_is_busy_and_changes_nothing(tmp_path: Path,
                                                                 log: Logger) -> None:
-    from flattr_host.errors import StoreBusy
+    from flattr_host.core.errors import StoreBusy
 
     rig = Rig(tmp_path / "b.db", log)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flattr_host.caller import Caller, identify, looks_like_browser_launch
-from flattr_host.errors import CallerRefused
+from flattr_host.core.errors import CallerRefused
+from flattr_host.runtime.caller import Caller, identify, looks_like_browser_launch
 
 CHROME_ID = "jimjcpbicodoomdmhndojmkjllmolafb"
 ALLOWED = (CHROME_ID, "companion@flattr-companion.example")

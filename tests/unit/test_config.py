@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flattr_host import config
-from flattr_host.errors import ConfigError
+from flattr_host.core import config
+from flattr_host.core.errors import ConfigError
 
 
 def test_defaults_follow_the_original_extension(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from flattr_host import doctor
-from flattr_host import install as inst
+from flattr_host.tools import doctor
+from flattr_host.tools import install as inst
 from flattr_testing.host import ORIGIN, running_host
 
 OTHER_ID = "abcdefghijklmnopabcdefghijklmnop"

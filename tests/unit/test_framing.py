@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flattr_host import framing
-from flattr_host.errors import FrameError, FrameTooLarge, InvalidFrame, TruncatedFrame
+from flattr_host.core.errors import FrameError, FrameTooLarge, InvalidFrame, TruncatedFrame
+from flattr_host.protocol import framing
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),

@@ -18,7 +18,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from flattr_host import inspector
+from flattr_host.runtime import inspector
+from flattr_host.tools import inspect_client
 from flattr_testing.host import CHROMIUM_ID, HostProcess, install_launcher, running_host
 
 TOKEN = "inspector-test-token-8c1d07e2b9"
@@ -82,7 +83,7 @@ def test_secret_and_discovery_files_are_private(host: tuple[HostProcess, Path, i
     _proc, home, port = host
     secret = home / inspector.SECRET_FILE
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(secret.read_text()) >= 32
-    [record] = inspector.running_hosts(home)
+    [record] = inspect_client.running_hosts(home)
     assert record["port"] == port
     assert stat.S_IMODE((home / "inspect" / f"{record['pid']}.json").stat().st_mode) == 0o600
     assert stat.S_IMODE((home / "inspect").stat().st_mode) == 0o700
@@ -176,8 +177,8 @@ def test_discovery_file_is_removed_at_exit(host: tuple[HostProcess, Path, int]) 
 
 
 def test_hello_path_imports_neither_asyncio_nor_websockets() -> None:
-    code = ("import sys, flattr_host.cli, flattr_host.stdio; "
-            "print(sorted(m for m in ('asyncio', 'websockets', 'flattr_host.inspector') "
+    code = ("import sys, flattr_host.tools.cli, flattr_host.runtime.stdio; "
+            "print(sorted(m for m in ('asyncio', 'websockets', 'flattr_host.runtime.inspector') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from flattr_host import HOST_NAME
-from flattr_host import install as inst
-from flattr_host.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
-from flattr_host.errors import InstallError
+from flattr_host.core.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
+from flattr_host.core.errors import InstallError
+from flattr_host.tools import install as inst
 
 OTHER_ID = "abcdefghijklmnopabcdefghijklmnop"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flattr_host import HOST_NAME
-from flattr_host import install as inst
-from flattr_host.errors import InstallError
+from flattr_host.core.errors import InstallError
+from flattr_host.tools import install as inst
 
 CHROME_KEY = "Software\\Google\\Chrome\\NativeMessagingHosts"
 CHROMIUM_KEY = "Software\\Chromium\\NativeMessagingHosts"

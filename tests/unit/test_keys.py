@@ -1,4 +1,4 @@
-"""Where the token's key lives (flattr_host.keys): keyring or file, migration, fallback.
+"""Where the token's key lives (flattr_host.storage.keys): keyring or file, migration, fallback.
 
 The keyring here is an in-memory stand-in with the same interface as the real
 backends (the real Secret Service is exercised in tests/integration/test_keyring.py).
@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from flattr_host import keys
-from flattr_host.errors import ConfigError
-from flattr_host.keys import Keys, KeyUnavailable, MacKeychain, WindowsCredentials
-from flattr_host.logs import Logger
-from flattr_host.state import SignedOut, StateStore, TokenStored
-from flattr_host.store import Store
-from flattr_host.token_store import KEY_BYTES, TokenStore, key_id
+from flattr_host.core.errors import ConfigError
+from flattr_host.core.logs import Logger
+from flattr_host.core.session import SignedOut, TokenStored
+from flattr_host.storage import keys
+from flattr_host.storage.keys import Keys, KeyUnavailable, MacKeychain, WindowsCredentials
+from flattr_host.storage.state import StateStore
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import KEY_BYTES, TokenStore, key_id
 
 TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
 
@@ -303,7 +304,7 @@ def test_a_bus_that_does_not_answer_is_unavailable(tmp_path: Path,
 
 
 def test_key_backend_setting(tmp_path: Path) -> None:
-    from flattr_host import config
+    from flattr_host.core import config
 
     home = str(tmp_path)
     assert config.load({"FLATTR_HOST_HOME": home}).key_backend == "auto"
@@ -318,9 +319,11 @@ def test_the_hello_path_loads_no_keyring_code(home: Path) -> None:
     or jeepney (docs/performance.md: the key is needed only to seal or send)."""
     code = (
         "import sys\n"  # noqa: S608 - test code, not SQL built from input
-        "from flattr_host import config, messages, service\n"
-        "from flattr_host.logs import Logger\n"
-        "from flattr_host.store import Store\n"
+        "from flattr_host.core import config\n"
+        "from flattr_host.protocol import messages\n"
+        "from flattr_host.runtime import service\n"
+        "from flattr_host.core.logs import Logger\n"
+        "from flattr_host.storage.store import Store\n"
         f"cfg = config.load({{'FLATTR_HOST_HOME': {str(home)!r}}})\n"
         "log = Logger(None)\n"
         "store = Store(cfg.db_path, log)\n"
@@ -332,7 +335,8 @@ def test_the_hello_path_loads_no_keyring_code(home: Path) -> None:
         "state = svc.handle(hello)['state']\n"
         "svc.handle(messages.parse_request({'id': 2, 'type': 'get-state'}))\n"
         "print(state['authenticated'], state['key']['backend'],"
-        " sorted(m for m in ('flattr_host.keys', 'secretstorage', 'jeepney', 'cryptography')"
+        " sorted(m for m in ('flattr_host.storage.keys', 'secretstorage', 'jeepney',"
+        " 'cryptography')"
         " if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -546,7 +550,7 @@ def test_remove_keyring_entry(world: World) -> None:
 # -- doctor and status ---------------------------------------------------------------------
 
 def test_doctor_key_check_names_backend_and_reason(world: World) -> None:
-    from flattr_host import doctor
+    from flattr_host.tools import doctor
 
     db, key_path = world.home / "host.db", world.key_file
     check, found = doctor.check_key(db, key_path, "auto", lambda _h: world.ring)
@@ -563,7 +567,7 @@ def test_doctor_key_check_names_backend_and_reason(world: World) -> None:
 
 
 def test_doctor_key_check_with_the_file(world: World) -> None:
-    from flattr_host import doctor
+    from flattr_host.tools import doctor
 
     world.sign_in(world.tokens("file"))
     db, key_path = world.home / "host.db", world.key_file
@@ -578,9 +582,11 @@ def test_doctor_key_check_with_the_file(world: World) -> None:
 
 def test_status_shows_the_key_backend(home: Path) -> None:
     env = {**os.environ, "FLATTR_HOST_HOME": str(home), "FLATTR_KEY_BACKEND": "file"}
-    code = ("from flattr_host import config; from flattr_host.logs import Logger; "
-            "from flattr_host.store import Store; from flattr_host.token_store import "
-            "TokenStore; from flattr_host.state import StateStore, TokenStored; "
+    code = ("from flattr_host.core import config; from flattr_host.core.logs import Logger; "
+            "from flattr_host.storage.store import Store; "
+            "from flattr_host.storage.token_store import "
+            "TokenStore; from flattr_host.storage.state import StateStore; "
+            "from flattr_host.core.session import TokenStored; "
             "c = config.load(); s = Store(c.db_path, Logger(None)); "
             "StateStore(s, TokenStore(s, c.key_path, Logger(None), 'file'))"
             ".apply(TokenStored(True), token='t0k3n')")

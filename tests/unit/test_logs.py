@@ -7,7 +7,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from flattr_host.logs import REDACTED, Logger, log_files, redact
+from flattr_host.core.logs import REDACTED, Logger, log_files, redact
 
 
 def lines(log_dir: Path) -> list[dict[str, object]]:

@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from flattr_host import logview
-from flattr_host.logs import Logger, log_files
+from flattr_host.core.logs import Logger, log_files
+from flattr_host.tools import logview
 
 
 def write(log_dir: Path, count: int, level: str = "info", max_bytes: int = 10_000,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flattr_host import messages as m
-from flattr_host.errors import RequestError
+from flattr_host.core.errors import RequestError
+from flattr_host.protocol import messages as m
 
 HELLO = {"id": 1, "type": "hello", "extension": {"id": "abc", "version": "1.0", "build": "dev"}}
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flattr_host import messages as m
-from flattr_host.errors import RequestError
+from flattr_host.core.errors import RequestError
+from flattr_host.protocol import messages as m
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((ROOT / "tests" / "data" / "protocol_cases.json").read_text("utf-8"))

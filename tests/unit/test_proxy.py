@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flattr_host.api import ApiClient
-from flattr_host.errors import ConfigError
-from flattr_host.proxy import Proxy, bypassed, parse_proxy, proxy_for
+from flattr_host.core.errors import ConfigError
+from flattr_host.delivery.api import ApiClient
+from flattr_host.delivery.proxy import Proxy, bypassed, parse_proxy, proxy_for
 
 API = ("https", "api.flattr.com", None)
 
@@ -86,7 +86,7 @@ def test_api_client_reads_the_proxy_from_its_environment() -> None:
 
 
 def test_a_bad_proxy_value_is_a_network_error_not_a_crash() -> None:
-    from flattr_host.api import NetworkError
+    from flattr_host.delivery.api import NetworkError
 
     client = ApiClient("https://api.flattr.com", None, 5, {"HTTPS_PROXY": "socks5://p:1"})
     with pytest.raises(NetworkError, match="only http:// proxies"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flattr_host.errors import TransitionError
-from flattr_host.queue import ALLOWED, DONE, FAILED, IN_FLIGHT, PENDING, Queue, _move
-from flattr_host.store import Store
+from flattr_host.core.errors import TransitionError
+from flattr_host.storage.queue import ALLOWED, DONE, FAILED, IN_FLIGHT, PENDING, Queue, _move
+from flattr_host.storage.store import Store
 
 URLS = [f"https://site.example/{i}" for i in range(5)]
 
@@ -166,7 +166,7 @@ def test_migration_counts_existing_rows(tmp_path: object, log: object) -> None:
     import sqlite3
     from pathlib import Path
 
-    from flattr_host import store as store_mod
+    from flattr_host.storage import store as store_mod
 
     path = Path(str(tmp_path)) / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -17,13 +17,16 @@ from typing import Any
 
 import pytest
 
-from flattr_host import health, recovery
-from flattr_host.config import Config
-from flattr_host.logs import Logger
-from flattr_host.queue import Queue
-from flattr_host.state import StateStore, TokenStored
-from flattr_host.store import Store, is_corruption_error
-from flattr_host.token_store import TokenStore
+from flattr_host.core import health
+from flattr_host.core.config import Config
+from flattr_host.core.logs import Logger
+from flattr_host.core.session import TokenStored
+from flattr_host.storage import recovery
+from flattr_host.storage.parts import Parts
+from flattr_host.storage.queue import Queue
+from flattr_host.storage.state import StateStore
+from flattr_host.storage.store import Store, is_corruption_error
+from flattr_host.storage.token_store import TokenStore
 
 URLS = [f"https://site{i}.example/{'p' * 60}/{i}" for i in range(600)]
 
@@ -190,14 +193,14 @@ def test_the_submitter_replaces_a_store_damaged_at_start_and_goes_on(
     changed = threading.Event()
     states: list[Any] = []
 
-    def on_change(s: Store, t: TokenStore, q: Queue) -> None:
-        from flattr_host.service import build_state
+    def on_change(parts: Parts) -> None:
+        from flattr_host.runtime.service import build_state
 
-        states.append(build_state(StateStore(s, t), q, 0.0, s))
+        states.append(build_state(parts, 0.0))
         if states[-1]["problem"]:
             changed.set()
 
-    from flattr_host.submitter import Submitter
+    from flattr_host.delivery.submitter import Submitter
 
     worker = Submitter(config, log, on_change, client_factory=_NoCalls)
     worker.start()
@@ -221,14 +224,14 @@ def test_the_submitter_meeting_damage_mid_run_replaces_the_store_and_lives(
     states: list[Any] = []
     replaced = threading.Event()
 
-    def on_change(s: Store, t: TokenStore, q: Queue) -> None:
-        from flattr_host.service import build_state
+    def on_change(parts: Parts) -> None:
+        from flattr_host.runtime.service import build_state
 
-        states.append(build_state(StateStore(s, t), q, time.time(), s))
+        states.append(build_state(parts, time.time()))
         if states[-1]["problem"]:
             replaced.set()
 
-    from flattr_host.submitter import Submitter
+    from flattr_host.delivery.submitter import Submitter
 
     worker = Submitter(config, log, on_change, client_factory=_NoCalls)
     worker.start()  # signed out: it checks the store, then sleeps until woken

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flattr_host import retry
+from flattr_host.core import retry
 
 ORIGINAL = retry.Policy(60.0, 3840.0)
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from flattr_host import framing, health
-from flattr_host import messages as m
-from flattr_host.config import Config
-from flattr_host.errors import FrameTooLarge, RequestError
-from flattr_host.logs import PREVIEW_NODES, Logger, preview, redact
-from flattr_host.stdio import EXIT_OK, EXIT_TOO_LARGE, Loop
+from flattr_host.core import health
+from flattr_host.core.config import Config
+from flattr_host.core.errors import FrameTooLarge, RequestError
+from flattr_host.core.logs import PREVIEW_NODES, Logger, preview, redact
+from flattr_host.protocol import framing
+from flattr_host.protocol import messages as m
+from flattr_host.runtime.stdio import EXIT_OK, EXIT_TOO_LARGE, Loop
 
 LEVELS = ["info", "debug"]
 SURROGATE_URL = "https://example.com/\ud800"
@@ -270,9 +271,9 @@ def test_debug_logging_of_a_1_mib_frame_is_bounded_in_size_and_memory(tmp_path: 
 # -- attention: one bad row ------------------------------------------------------------
 
 def test_one_unstorable_attention_row_is_rejected_alone(tmp_path: Path) -> None:
-    from flattr_host.attention_service import AttentionService
-    from flattr_host.queue import Queue
-    from flattr_host.store import Store
+    from flattr_host.attention.service import AttentionService
+    from flattr_host.storage.queue import Queue
+    from flattr_host.storage.store import Store
 
     class Clock:
         t = 1000.0
@@ -315,7 +316,7 @@ def test_one_unstorable_attention_row_is_rejected_alone(tmp_path: Path) -> None:
 
 
 def test_a_counter_with_a_number_sqlite_would_refuse_is_rejected_alone() -> None:
-    from flattr_host.attention_service import _checked
+    from flattr_host.attention.service import _checked
 
     with pytest.raises(ValueError, match="attention_s must be a finite number"):
         _checked({"attention_s": math.nan, "audio_s": 0.0})
@@ -351,7 +352,7 @@ class _Client:
 
 def test_a_submitter_that_fails_to_start_says_so_and_is_restarted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flattr_host import submitter as submitter_mod
+    from flattr_host.delivery import submitter as submitter_mod
 
     monkeypatch.setattr(submitter_mod, "RESTART_BASE_S", 0.05)
     config = Config(home=str(tmp_path), api_base="http://127.0.0.1:9")
@@ -399,11 +400,12 @@ def test_a_submitter_that_fails_to_start_says_so_and_is_restarted(
 
 
 def test_the_full_reason_of_a_network_failure_is_logged(tmp_path: Path) -> None:
-    from flattr_host.api import NetworkError
-    from flattr_host.state import StateStore, TokenStored
-    from flattr_host.store import Store
-    from flattr_host.submitter import Submitter
-    from flattr_host.token_store import TokenStore
+    from flattr_host.core.session import TokenStored
+    from flattr_host.delivery.api import NetworkError
+    from flattr_host.delivery.submitter import Submitter
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.store import Store
+    from flattr_host.storage.token_store import TokenStore
 
     reason = ("POST /rest/v2/flattr/bulk: SSLCertVerificationError: [SSL: "
               "CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
@@ -421,7 +423,7 @@ def test_the_full_reason_of_a_network_failure_is_logged(tmp_path: Path) -> None:
     with Store(config.db_path, log) as store:
         tokens = TokenStore(store, config.key_path, log)
         StateStore(store, tokens).apply(TokenStored(True), token="tok-abcdef")
-        from flattr_host.queue import Queue
+        from flattr_host.storage.queue import Queue
 
         Queue(store).enqueue(["https://a.example/"], now=__import__("time").time())
     worker = Submitter(config, log, lambda *_a: None, client_factory=Failing)
@@ -441,8 +443,8 @@ def test_the_full_reason_of_a_network_failure_is_logged(tmp_path: Path) -> None:
 
 def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flattr_host import attention_service as svc_mod
-    from flattr_host.store import Store
+    from flattr_host.attention import service as svc_mod
+    from flattr_host.storage.store import Store
 
     monkeypatch.setattr(svc_mod, "RESTART_BASE_S", 0.05)
     log = Logger(tmp_path / "logs", "info", stderr=io.StringIO())
@@ -464,7 +466,7 @@ def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
         return bool(original(self))
 
     monkeypatch.setattr(svc_mod.AttentionService, "_timer_step", flaky)
-    requests = Store(tmp_path / "host.db", log)
+    requests = Store(tmp_path / "host.db", log)  # the timer thread has its own connection
     svc = svc_mod.AttentionService(store, log, requests=requests, timer=True)
     try:
         assert reported.wait(10)
@@ -480,8 +482,8 @@ def test_the_attention_timer_restarts_after_an_error_and_says_so_meanwhile(
 def test_status_and_doctor_show_a_stopped_thread_and_the_store_note(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from flattr_host import cli, doctor
-    from flattr_host.store import Store
+    from flattr_host.storage.store import Store
+    from flattr_host.tools import cli, doctor
 
     home = tmp_path / "home"
     monkeypatch.setenv("FLATTR_HOST_HOME", str(home))
@@ -510,7 +512,7 @@ def test_status_and_doctor_show_a_stopped_thread_and_the_store_note(
 
 def test_an_inspector_that_fails_after_start_is_restarted_and_says_so_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flattr_host import inspector as inspector_mod
+    from flattr_host.runtime import inspector as inspector_mod
 
     monkeypatch.setattr(inspector_mod, "RESTART_BASE_S", 0.05)
     original = inspector_mod.Inspector._serve
@@ -550,7 +552,7 @@ def test_an_inspector_that_fails_after_start_is_restarted_and_says_so_meanwhile(
 
 def test_a_submitter_that_cannot_even_start_is_reported_and_the_host_answers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flattr_host import submitter as submitter_mod
+    from flattr_host.delivery import submitter as submitter_mod
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise ImportError("cannot import name 'AESGCM'")
@@ -574,11 +576,12 @@ def test_a_damage_error_the_check_does_not_confirm_pauses_like_any_error(
     import sqlite3
     import time
 
-    from flattr_host import submitter as submitter_mod
-    from flattr_host.queue import Queue
-    from flattr_host.state import StateStore, TokenStored
-    from flattr_host.store import Store
-    from flattr_host.token_store import TokenStore
+    from flattr_host.core.session import TokenStored
+    from flattr_host.delivery import submitter as submitter_mod
+    from flattr_host.storage.queue import Queue
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.store import Store
+    from flattr_host.storage.token_store import TokenStore
 
     monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 60.0)
     calls: list[int] = []

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flattr_host.config import Config
-from flattr_host.logs import Logger
-from flattr_host.queue import Queue
-from flattr_host.service import Service
-from flattr_host.state import RateLimited, StateStore, SubscriptionSet, TokenStored
-from flattr_host.store import Store
-from flattr_host.token_store import TokenStore
+from flattr_host.core.config import Config
+from flattr_host.core.logs import Logger
+from flattr_host.core.session import RateLimited, SubscriptionSet, TokenStored
+from flattr_host.runtime.service import Service
+from flattr_host.storage.queue import Queue
+from flattr_host.storage.state import StateStore
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import TokenStore
 
 
 def test_writes_of_another_connection_show_in_the_next_state(tmp_path: Path) -> None:

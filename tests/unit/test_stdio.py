@@ -6,9 +6,9 @@ import io
 import os
 from pathlib import Path
 
-from flattr_host import framing
-from flattr_host.logs import Logger
-from flattr_host.stdio import FrameWriter
+from flattr_host.core.logs import Logger
+from flattr_host.protocol import framing
+from flattr_host.runtime.stdio import FrameWriter
 
 
 def read_frames(fd: int) -> list[dict[str, object]]:
@@ -54,4 +54,31 @@ def test_closed_pipe_marks_the_writer_broken(tmp_path: Path) -> None:
     writer = FrameWriter(write_fd, Logger(None, "info", stderr=io.StringIO()))
     writer.send({"id": 1, "ok": True, "result": {}})
     assert writer.broken
+    os.close(write_fd)
+
+
+def test_state_listeners_see_each_state_sent_and_cannot_break_the_writer(
+        tmp_path: Path) -> None:
+    """The writer's hook (the live inspector's way in): called after each state frame,
+    never for a repeat; a listener that raises is logged and the others still run."""
+    read_fd, write_fd = os.pipe()
+    log = Logger(tmp_path, "info", stderr=io.StringIO())
+    writer = FrameWriter(write_fd, log)
+    seen: list[dict[str, object]] = []
+
+    def broken(_state: dict[str, object]) -> None:
+        raise RuntimeError("listener bug")
+
+    writer.add_state_listener(broken)
+    writer.add_state_listener(seen.append)
+    state_method = FrameWriter.state
+    writer.state({"a": 1})
+    writer.state({"a": 1})
+    writer.state({"a": 2})
+    assert seen == [{"a": 1}, {"a": 2}]
+    assert read_frames(read_fd) == [{"event": "state", "state": {"a": 1}},
+                                    {"event": "state", "state": {"a": 2}}]
+    assert "state" not in vars(writer) and FrameWriter.state is state_method
+    assert "a state listener failed" in (tmp_path / "host.log").read_text()
+    os.close(read_fd)
     os.close(write_fd)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flattr_host.errors import StoreError
-from flattr_host.logs import Logger
-from flattr_host.store import MIGRATIONS, Store
+from flattr_host.core.errors import StoreError
+from flattr_host.core.logs import Logger
+from flattr_host.storage.store import MIGRATIONS, Store
 
 
 def test_wal_full_sync_and_schema(store: Store) -> None:
@@ -84,7 +84,7 @@ def test_bounded_writes_answer_busy_and_then_fail_fast(home: Path, log: Logger) 
     after the first one, and writes work again as soon as the lock goes."""
     import sqlite3
 
-    from flattr_host.errors import StoreBusy
+    from flattr_host.core.errors import StoreBusy
 
     with Store(home / "host.db", log) as bounded:
         bounded.bound_writes(0.3)

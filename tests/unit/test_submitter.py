@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from flattr_host import submitter as submitter_mod
-from flattr_host.config import Config
-from flattr_host.logs import Logger
-from flattr_host.queue import Queue
-from flattr_host.store import Store
+from flattr_host.core.config import Config
+from flattr_host.core.logs import Logger
+from flattr_host.delivery import submitter as submitter_mod
+from flattr_host.storage.parts import Parts
+from flattr_host.storage.queue import Queue
+from flattr_host.storage.store import Store
 
 
 def test_long_running_host_expires_old_pending_items(tmp_path: Path,
@@ -27,9 +28,9 @@ def test_long_running_host_expires_old_pending_items(tmp_path: Path,
     changed = threading.Event()
     seen: list[dict[str, Any]] = []
 
-    def on_change(store: Store, _tokens: object, queue: Queue) -> None:
-        seen.append(queue.counts())
-        if queue.counts()["expired"]:
+    def on_change(parts: Parts) -> None:
+        seen.append(parts.queue.counts())
+        if parts.queue.counts()["expired"]:
             changed.set()
 
     worker = submitter_mod.Submitter(config, log, on_change)
@@ -51,7 +52,7 @@ class _FlakyClient:
         self.calls: list[list[str]] = []
 
     def post_bulk(self, token: str, urls: list[str]) -> Any:
-        from flattr_host.api import Response
+        from flattr_host.delivery.api import Response
 
         self.calls.append(urls)
         if len(self.calls) == 1:
@@ -68,8 +69,9 @@ class _FlakyClient:
 def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a client bug: the real client never raises RuntimeError."""
-    from flattr_host.state import StateStore, TokenStored
-    from flattr_host.token_store import TokenStore
+    from flattr_host.core.session import TokenStored
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.token_store import TokenStore
 
     monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 0.1)
     config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
@@ -81,8 +83,8 @@ def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
         Queue(store).enqueue(["https://a.example/"], now=time.time())
     delivered = threading.Event()
 
-    def on_change(store: Store, _tokens: object, queue: Queue) -> None:
-        if queue.counts()["done"] == 1:
+    def on_change(parts: Parts) -> None:
+        if parts.queue.counts()["done"] == 1:
             delivered.set()
 
     client = _FlakyClient()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flattr_host.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
+from flattr_host.core.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
 from flattr_testing.extension import Extension, ExtensionError, default_extension_dir
 from flattr_testing.fake_site import BULK_PATH, FakeSite
 from flattr_testing.host import Host, host_env

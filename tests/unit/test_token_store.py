@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flattr_host.logs import Logger
-from flattr_host.store import Store
-from flattr_host.token_store import KEY_BYTES, TokenStore, load_or_create_key
+import pytest
+
+from flattr_host.core.logs import Logger
+from flattr_host.storage.store import Store
+from flattr_host.storage.token_store import KEY_BYTES, TokenStore, load_or_create_key
 
 TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
 
@@ -78,8 +80,8 @@ def test_short_key_file_is_replaced(home: Path, log: Logger) -> None:
 
 def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from flattr_host.logs import Logger; "
-        "from flattr_host.token_store import load_or_create_key; "
+        "import sys; from pathlib import Path; from flattr_host.core.logs import Logger; "
+        "from flattr_host.storage.token_store import load_or_create_key; "
         f"print(load_or_create_key(Path({str(home / 'token.key')!r}), Logger(None)).hex())"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
@@ -92,7 +94,8 @@ def test_processes_racing_to_create_the_key_agree(home: Path) -> None:
 def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
     tokens: TokenStore, store: Store, home: Path, log: Logger
 ) -> None:
-    from flattr_host.state import Auth, RateLimited, StateStore, Subscription, TokenStored
+    from flattr_host.core.session import Auth, RateLimited, Subscription, TokenStored
+    from flattr_host.storage.state import StateStore
 
     states = StateStore(store, tokens)
     states.apply(TokenStored(True), token=TOKEN)
@@ -111,7 +114,8 @@ def test_discarding_an_unusable_token_is_a_sign_out_through_the_state_machine(
 
 def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Store,
                                                  home: Path, log: Logger) -> None:
-    from flattr_host.state import Auth, StateStore
+    from flattr_host.core.session import Auth
+    from flattr_host.storage.state import StateStore
 
     store_token(tokens, store)
     row = store.conn.execute("SELECT key_id, nonce, ciphertext FROM token").fetchone()
@@ -119,3 +123,20 @@ def test_discard_spares_a_token_stored_meanwhile(tokens: TokenStore, store: Stor
     tokens._discard(row, "test: the old row was unusable")
     assert tokens.load() == "a-newer-token"
     assert StateStore(store, tokens).read().auth is Auth.SIGNED_IN
+
+
+def test_unseal_is_the_one_decryption_and_says_why(store: Store, tmp_path: Path) -> None:
+    """The token store and ``doctor`` open a row with the same pure ``unseal``."""
+    from flattr_host.storage.token_store import TokenUnreadable, unseal
+
+    tokens = TokenStore(store, tmp_path / "token.key", Logger(None), key_backend="file")
+    key_id, nonce, ciphertext = tokens.seal("tok-unseal")
+    key = (tmp_path / "token.key").read_bytes()
+    assert unseal(key, key_id, nonce, ciphertext) == "tok-unseal"
+    with pytest.raises(TokenUnreadable) as wrong:
+        unseal(bytes(32), key_id, nonce, ciphertext)
+    assert wrong.value.wrong_key
+    tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+    with pytest.raises(TokenUnreadable) as broken:
+        unseal(key, key_id, nonce, tampered)
+    assert not broken.value.wrong_key and "InvalidTag" in str(broken.value)

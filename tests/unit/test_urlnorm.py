@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flattr_host.errors import FlattrHostError
-from flattr_host.urlnorm import UrlError, normalize, site_of
+from flattr_host.core.errors import FlattrHostError
+from flattr_host.protocol.urlnorm import UrlError, normalize, site_of
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Attention-based flattring: the pure engine, its SQL rows, its service thread."""

@@ -1,0 +1,1 @@
+"""Needed by every layer: errors, values, config, logs, health notes, the retry policy."""

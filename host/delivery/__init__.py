@@ -1,0 +1,1 @@
+"""Flattrs to the Flattr API: HTTP client and its classification, proxy, submitter."""

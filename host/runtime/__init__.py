@@ -1,0 +1,1 @@
+"""The running host: the stdio edge, the request service, the caller check."""

@@ -1,0 +1,1 @@
+"""What lasts: SQLite store, submit queue, sealed token and keys, state, recovery."""

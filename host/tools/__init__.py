@@ -1,0 +1,1 @@
+"""The user's commands: cli, install, doctor, logview, inspect. Nothing imports it."""
