@@ -28,7 +28,7 @@ def launcher(tmp_path: Path, body: str) -> Path:
     path.write_text(
         f"#!{sys.executable}\n"
         "import sys, struct\n"
-        "from flattr_host import framing\n"
+        "from flattr_host.protocol import framing\n"
         "decoder = framing.Decoder()\n"
         "got = []\n"
         "while not got:\n"
