@@ -231,6 +231,10 @@ class SecretService:
         address = self._address or os.environ.get("DBUS_SESSION_BUS_ADDRESS")
         if not address:
             raise KeyUnavailable("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)")
+        if address.startswith("disabled:"):
+            # What headless Chromium hands its children: no bus on purpose.
+            raise KeyUnavailable("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is "
+                                 "'disabled:', as headless Chromium sets it)")
         try:
             import secretstorage
             from jeepney.io.blocking import open_dbus_connection  # type: ignore[import-untyped]

@@ -615,6 +615,12 @@ def test_uninstall_purge_without_a_reachable_keyring(tmp_path: Path) -> None:
     assert "cannot remove the token key from the keyring: no D-Bus session bus" in done.stderr
 
 
+def test_a_disabled_bus_is_named_as_such() -> None:
+    """Headless Chromium starts hosts with DBUS_SESSION_BUS_ADDRESS=disabled:."""
+    with pytest.raises(KeyUnavailable, match="'disabled:', as headless Chromium sets it"):
+        keys.SecretService("/some/home", "disabled:").get()
+
+
 @pytest.mark.parametrize("address", ["garbage", "unix:path=/nonexistent/bus",
                                      "unix:abstract=flattr-test-nobody-listens"])
 def test_a_bad_bus_address_is_unavailable(address: str) -> None:
