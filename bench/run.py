@@ -29,6 +29,7 @@ from harness.figures import (
     enqueue,
     handshake,
     idle,
+    idle_memory,
     memory,
     round_trip,
 )
@@ -37,7 +38,7 @@ from harness.spawn import Workspace
 
 # Order matters: memory reads the host that drain leaves behind.
 FIGURES: tuple[ModuleType, ...] = (
-    cold_start, round_trip, enqueue, drain, memory, idle, handshake,
+    cold_start, round_trip, enqueue, drain, memory, idle_memory, idle, handshake,
 )
 KEYS = [f.KEY for f in FIGURES]
 

@@ -27,10 +27,11 @@ sys.path.insert(0, str(BENCH))
 from harness.figures.common import interleaved  # noqa: E402
 from harness.model import Config, NotAvailable, Summary  # noqa: E402
 
-ALL_FIGURES = {"cold_start", "round_trip", "enqueue", "drain", "memory", "idle", "handshake"}
+ALL_FIGURES = {"cold_start", "round_trip", "enqueue", "drain", "memory", "idle_memory", "idle",
+               "handshake", "growth"}
 # The browser figure is left to `make bench` and the e2e suite: a Chromium launch
 # does not fit in a few seconds.
-SMOKE_SKIP = {"handshake"}
+SMOKE_SKIP = {"handshake", "growth"}
 
 
 def frame(message: dict[str, Any]) -> bytes:
