@@ -13,7 +13,7 @@ items, is timed again for one-URL ``flattr`` and ``get-state``. Processes: 1, 2,
 one-URL requests at once (threads, one per port); the per-request latency is the
 row, the aggregate URLs/s a note. Each timed op is the median of several.
 
-Target (the issue names none): flat, i.e. each per-request cost
+Target (none was set for growth; this one is ours): flat, i.e. each per-request cost
 at the largest store within 2x of the smallest, and aggregate enqueue with more
 processes not below one process's. Reported, not asserted.
 """
