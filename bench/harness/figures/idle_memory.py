@@ -15,7 +15,8 @@ through the launcher with its own data directory, measured after ``hello`` and a
 What is loaded is read from the live process: the shared objects mapped
 (/proc/PID/maps: ``_ssl``, ``_hashlib``, ``cryptography``'s Rust core, cffi) and,
 when the launcher honours PYTHONPROFILEIMPORTTIME, the imported modules of
-interest from the host's stderr. The Python echo host is the interpreter's floor.
+interest from the host's stderr (an extra pass: the measured hosts run without
+it). The Python echo host is the interpreter's floor.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ UNIT = "MiB"
 TARGET = "signed in, empty queue <= 18 MiB"
 LIMIT_MIB = 18.0
 SETTLE_S = 0.3
-ENV = {"PYTHONPROFILEIMPORTTIME": "1", "FLATTR_SUBMIT_DELAY_S": "0"}
+BASE_ENV = {"FLATTR_SUBMIT_DELAY_S": "0"}
 # Modules whose presence an idle host should not need (docs/performance.md).
 WATCH = ("ssl", "_ssl", "http.client", "cryptography", "_cffi_backend", "hashlib",
          "urllib.request", "email", "sqlite3", "keyring", "json", "asyncio", "logging")
@@ -82,36 +83,53 @@ def settled_rss(port: Port) -> float:
     return rss_mib(port.pid)
 
 
-def run(ctx: Context, result: FigureResult) -> None:
-    """Fill ``result`` with idle RSS per state (see module docstring)."""
+def three_states(ctx: Context, label: str, env: dict[str, str],
+                 loaded: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """RSS (MiB) signed out, with the token just set, and restarted signed in.
+
+    With ``loaded`` given, what each live host has loaded is recorded in it.
+    """
     host, _ = ctx.host()
+    with session(ctx, host, f"idlemem-out-{label}", env) as port:
+        out = settled_rss(port)
+        if loaded is not None:
+            loaded["signed out"] = describe(port)
+    home = ctx.ws.fresh(f"idlemem-in-{label}")
+    with session(ctx, host, f"idlemem-set-{label}", env, home=home) as port:
+        port.request("set-token", accessToken="bench-idle-token", subscription={"active": True})
+        just_set = settled_rss(port)
+        if loaded is not None:
+            loaded["signed in, just set"] = describe(port)
+    with session(ctx, host, f"idlemem-again-{label}", env, home=home) as port:
+        state = port.request("get-state")
+        if queue_counts(state).get("pending") not in (0, None):
+            raise BenchError(f"queue not empty on restart: {queue_counts(state)!r}")
+        restarted = settled_rss(port)
+        if loaded is not None:
+            loaded["signed in, restarted"] = describe(port)
+    return out, just_set, restarted
+
+
+def run(ctx: Context, result: FigureResult) -> None:
+    """Fill ``result`` with idle RSS per state (see module docstring).
+
+    The RSS rows come from hosts without PYTHONPROFILEIMPORTTIME (its report is
+    not free); one extra pass with it names what is loaded.
+    """
     rounds = 1 if ctx.cfg.quick else 3
     out: list[float] = []
     just_set: list[float] = []
     restarted: list[float] = []
     echo: list[float] = []
-    loaded: dict[str, str] = {}
     for r in range(rounds):
-        with session(ctx, host, f"idlemem-out-{r}", ENV) as port:
-            out.append(settled_rss(port))
-            if r == 0:
-                loaded["signed out"] = describe(port)
-        home = ctx.ws.fresh(f"idlemem-in-{r}")
-        with session(ctx, host, f"idlemem-set-{r}", ENV, home=home) as port:
-            port.request("set-token", accessToken="bench-idle-token",
-                         subscription={"active": True})
-            just_set.append(settled_rss(port))
-            if r == 0:
-                loaded["signed in, just set"] = describe(port)
-        with session(ctx, host, f"idlemem-again-{r}", ENV, home=home) as port:
-            state = port.request("get-state")
-            if queue_counts(state).get("pending") not in (0, None):
-                raise BenchError(f"queue not empty on restart: {queue_counts(state)!r}")
-            restarted.append(settled_rss(port))
-            if r == 0:
-                loaded["signed in, restarted"] = describe(port)
+        o, j, s = three_states(ctx, str(r), BASE_ENV)
+        out.append(o)
+        just_set.append(j)
+        restarted.append(s)
         with session(ctx, python_echo_command(), f"idlemem-echo-{r}") as port:
             echo.append(settled_rss(port))
+    loaded: dict[str, str] = {}
+    three_states(ctx, "modules", {**BASE_ENV, "PYTHONPROFILEIMPORTTIME": "1"}, loaded)
     result.rows.append(Row("signed in, restarted", Summary.of(restarted), "candidate"))
     result.rows.append(Row("signed in, token just set", Summary.of(just_set), "reference"))
     result.rows.append(Row("signed out", Summary.of(out), "reference"))
