@@ -27,8 +27,10 @@ from harness.figures import (
     cold_start,
     drain,
     enqueue,
+    growth,
     handshake,
     idle,
+    idle_memory,
     memory,
     round_trip,
 )
@@ -37,7 +39,7 @@ from harness.spawn import Workspace
 
 # Order matters: memory reads the host that drain leaves behind.
 FIGURES: tuple[ModuleType, ...] = (
-    cold_start, round_trip, enqueue, drain, memory, idle, handshake,
+    cold_start, round_trip, enqueue, drain, memory, idle_memory, idle, handshake, growth,
 )
 KEYS = [f.KEY for f in FIGURES]
 
@@ -53,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="rounds for every figure")
     for field in dataclasses.fields(Config):
         flag = f"--{field.name.replace('_', '-')}"
-        if field.name in ("quick", "enqueue_batches"):
+        if field.name in ("quick", "enqueue_batches", "growth_sizes", "growth_procs"):
             continue
         if isinstance(field.default, bool):
             p.add_argument(flag, action="store_true", default=None)
@@ -61,6 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.add_argument(flag, type=type(field.default))
     p.add_argument("--enqueue-batches", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="comma-separated URLs per flattr request, e.g. 1,100")
+    p.add_argument("--growth-sizes", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   help="comma-separated store sizes, e.g. 1000,100000,1000000")
+    p.add_argument("--growth-procs", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   help="comma-separated host process counts on one store, e.g. 1,2,4,8")
     return p.parse_args(argv)
 
 

@@ -30,6 +30,10 @@ class Config:
     idle_seconds: float = 10.0
     idle_rounds: int = 1
     handshake_rounds: int = 20
+    growth_sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+    growth_drain_max: int = 100_000
+    growth_procs: tuple[int, ...] = (1, 2, 4, 8)
+    growth_proc_urls: int = 300
     timeout_s: float = 60.0
     fake_site_persistent: bool = False
     quick: bool = False
@@ -48,6 +52,10 @@ class Config:
             idle_seconds=0.5,
             idle_rounds=1,
             handshake_rounds=2,
+            growth_sizes=(1_000, 3_000),
+            growth_drain_max=1_000,
+            growth_procs=(1, 2),
+            growth_proc_urls=20,
             timeout_s=30.0,
             quick=True,
         )

@@ -25,9 +25,11 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 from harness.figures.common import interleaved  # noqa: E402
+from harness.figures.growth import fmt_size  # noqa: E402
 from harness.model import Config, NotAvailable, Summary  # noqa: E402
 
-ALL_FIGURES = {"cold_start", "round_trip", "enqueue", "drain", "memory", "idle", "handshake"}
+ALL_FIGURES = {"cold_start", "round_trip", "enqueue", "drain", "memory", "idle_memory", "idle",
+               "handshake", "growth"}
 # The browser figure is left to `make bench` and the e2e suite: a Chromium launch
 # does not fit in a few seconds.
 SMOKE_SKIP = {"handshake"}
@@ -100,6 +102,25 @@ def test_smoke_run_measures_the_host_once_it_exists(smoke: Any) -> None:
         fig = results["figures"][key]
         assert fig["status"] == "measured", (key, fig["reason"])
         assert fig["ratio"] is not None and fig["ratio"] > 0
+
+
+def test_smoke_run_measures_idle_memory_and_growth(smoke: Any) -> None:
+    """The memory states and every growth size and process count get a row."""
+    _, results = smoke
+    quick = Config.quick_config()
+    idle = results["figures"]["idle_memory"]
+    assert idle["status"] == "measured", idle["reason"]
+    names = {row["name"]: row for row in idle["rows"]}
+    assert names["signed in, restarted"]["role"] == "candidate"
+    assert {"signed out", "signed in, token just set", "echo host (Python)"} <= set(names)
+    assert any(note.startswith("signed in, restarted: mapped") for note in idle["notes"])
+    growth = results["figures"]["growth"]
+    assert growth["status"] == "measured", growth["reason"]
+    names = {row["name"] for row in growth["rows"]}
+    for size in quick.growth_sizes:
+        assert f"get-state @ {fmt_size(size)} pending" in names, (size, names)
+    for procs in quick.growth_procs:
+        assert f"flattr 1 URL, {procs} proc(s) on one store" in names
 
 
 def test_python_echo_host_answers_each_request_with_its_id() -> None:
