@@ -76,7 +76,7 @@ def module_has(package: str, module: str) -> bool:
 
 def require_host() -> None:
     """Raise NotAvailable unless the host package can be run."""
-    for module in ("__main__", "tools/cli"):  # pyproject: flattr-host = flattr_host.tools.cli:main
+    for module in ("__main__", "tools/cli"):  # the entry and the tools it runs
         if not module_has("flattr_host", module):
             raise NotAvailable(f"host not landed: flattr_host has no {module} module")
 

@@ -103,7 +103,24 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def encode(message: dict[str, Any], limit: int = OUTBOUND_LIMIT) -> bytes:
     """Encode ``message`` as one frame; raise :class:`FrameTooLarge` over ``limit``."""
-    data = _ENCODER.encode(message).encode("utf-8")
+    return _frame(_ENCODER.encode(message).encode("utf-8"), limit)
+
+
+def encode_json(value: object) -> bytes:
+    """``value`` as the UTF-8 JSON text a frame would carry it in (no header)."""
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+def encode_ok(request_id: int, result_json: bytes, limit: int = OUTBOUND_LIMIT) -> bytes:
+    """The frame of ``messages.ok(request_id, result)`` from the result's
+    :func:`encode_json` text: byte for byte what :func:`encode` makes of it.
+
+    A reply repeating the previous reply's result (an unchanged State) then costs
+    no encoding at all (runtime.stdio.FrameWriter.send_ok)."""
+    return _frame(b'{"id":%d,"ok":true,"result":%b}' % (request_id, result_json), limit)
+
+
+def _frame(data: bytes, limit: int) -> bytes:
     if len(data) > limit:
         raise FrameTooLarge(len(data), limit)
     return HEADER.pack(len(data)) + data

@@ -30,41 +30,14 @@ MAX_NESTING = 16
 
 # The page protocol's input rules (docs/protocol.md, "Field rules"). The extension's
 # lib/validate.js applies the same rules; tests/data/protocol_cases.json holds the
-# cases both must agree on, and the limits above. One regex scan per rule instead of
-# a Python loop per character: these run on every `flattr` request
+# cases both must agree on, and the limits above. The URL rule is in .urls. One regex
+# scan per rule instead of a Python loop per character: these run on every request
 # (docs/performance.md, durable enqueue). ``re`` is loaded anyway by ``json``.
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # a str holds pairs as one code point
-# Never in a flattr URL: C0 controls, space, DEL, C1 controls, Unicode spaces and
-# line separators, the byte-order mark, and the backslash (WHATWG parsers read it
-# as "/", others as a character: two readers would see two different hosts).
-_URL_FORBIDDEN = re.compile(
-    r"[\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-)
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-# After "scheme://": the authority, up to the first "/", "?" or "#".
-_URL_AUTHORITY = re.compile(r"[^/?#]*")
-_HOST_NAME = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
-_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_GROUP = re.compile(r"[0-9A-Fa-f]{1,4}")
-# The common shape in one scan: a lower-case http(s) URL whose host name has a
-# letter in its last label, an optional port of 1 to 65535 without leading zero,
-# and nothing forbidden after it. Valid by every rule of check_url, which then skips
-# the step-by-step checks (tests/unit/test_protocol_cases.py holds it to that).
-_PLAIN_URL = re.compile(
-    r"https?://(?:[A-Za-z0-9_\-]+\.)*[0-9]*[A-Za-z_\-][A-Za-z0-9_\-]*"
-    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
-    r"|6553[0-5]))?"
-    r"(?:[/?#][^\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
-    r"\u3000\ufeff\ud800-\udfff]*)?"
-)
-
 # A lone surrogate can only come from a JSON escape (the payload itself is UTF-8),
 # so a payload without one of these escapes needs no walk for them.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a str holds a pair as one code point
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -202,7 +175,7 @@ def parse_request(message: dict[str, Any], payload: bytes | None = None) -> Requ
     if payload is None or _may_break_rules(payload):
         try:
             check_tree(message)
-        except _FieldError as exc:
+        except FieldError as exc:
             raise RequestError(INVALID_REQUEST, str(exc), request_id) from None
     kind = message.get("type")
     if not isinstance(kind, str):
@@ -214,7 +187,7 @@ def parse_request(message: dict[str, Any], payload: bytes | None = None) -> Requ
                            reason="unknown request type")
     try:
         body = parser(message)
-    except _FieldError as exc:
+    except FieldError as exc:
         raise RequestError(INVALID_REQUEST, str(exc), request_id, reason=exc.reason) from None
     return Request(request_id, kind, body)
 
@@ -241,7 +214,7 @@ def _path_text(path: list[str | int]) -> str:
 def _surrogate_problem(text: str) -> str | None:
     if text.isascii():
         return None
-    found = _SURROGATE.search(text)
+    found = SURROGATE.search(text)
     if found is None:
         return None
     return (f"is not valid Unicode: lone surrogate U+{ord(found.group()):04X} "
@@ -268,14 +241,14 @@ def check_tree(message: dict[str, Any]) -> None:
         if isinstance(key, str):
             problem = _surrogate_problem(key)
             if problem is not None:
-                raise _FieldError(f"field name '{_path_text([*path, key])}' {problem}")
+                raise FieldError(f"field name '{_path_text([*path, key])}' {problem}")
         if isinstance(child, str):
             problem = _surrogate_problem(child)
             if problem is not None:
-                raise _FieldError(f"field '{_path_text([*path, key])}' {problem}")
+                raise FieldError(f"field '{_path_text([*path, key])}' {problem}")
         elif isinstance(child, dict | list):
             if len(stack) + 1 > MAX_NESTING:
-                raise _FieldError(
+                raise FieldError(
                     f"field '{_path_text([*path, key])}' nests deeper than the limit of "
                     f"{MAX_NESTING} levels of objects and lists"
                 )
@@ -298,8 +271,8 @@ def state_event(state: dict[str, Any]) -> dict[str, Any]:
     return {"event": "state", "state": state}
 
 
-class _FieldError(Exception):
-    """Internal: a field broke its rule; becomes an invalid_request reply.
+class FieldError(Exception):
+    """A field broke its rule (here or in :mod:`.urls`); becomes an invalid_request reply.
 
     ``reason`` is the message without the refused value, for the log.
     """
@@ -309,16 +282,16 @@ class _FieldError(Exception):
         self.reason = message if reason is None else reason
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
 def _label(container: dict[str, Any], key: str, where: str) -> str:
     value = container.get(key)
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_LABEL_CHARS:
-        raise _FieldError(
+        raise FieldError(
             f"field '{where}{key}' must be a string of 1 to {MAX_LABEL_CHARS} characters, "
-            f"got {_type_name(value)}" + (f" of {len(value)}" if isinstance(value, str) else "")
+            f"got {type_name(value)}" + (f" of {len(value)}" if isinstance(value, str) else "")
         )
     return value
 
@@ -326,11 +299,11 @@ def _label(container: dict[str, Any], key: str, where: str) -> str:
 def _record(value: object, field: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     """An object whose keys are all in ``allowed`` (the page protocol's detail rule)."""
     if not isinstance(value, dict):
-        raise _FieldError(f"field '{field}' must be an object, got {_type_name(value)}")
+        raise FieldError(f"field '{field}' must be an object, got {type_name(value)}")
     for key in value:
         if key not in allowed:
             shown = key[:40].encode("ascii", "backslashreplace").decode()
-            raise _FieldError(f"field '{field}' has an unexpected key {shown!r}; "
+            raise FieldError(f"field '{field}' has an unexpected key {shown!r}; "
                               f"allowed: {', '.join(allowed)}")
     return value
 
@@ -339,17 +312,17 @@ def check_subscription(value: object, field: str = "subscription") -> bool:
     """Validate ``{active: bool}`` (exactly that key); return ``active``."""
     record = _record(value, field, ("active",))
     if "active" not in record:
-        raise _FieldError(f"field '{field}.active' is missing")
+        raise FieldError(f"field '{field}.active' is missing")
     active = record["active"]
     if not isinstance(active, bool):
-        raise _FieldError(f"field '{field}.active' must be a boolean, got {_type_name(active)}")
+        raise FieldError(f"field '{field}.active' must be a boolean, got {type_name(active)}")
     return active
 
 
 def _hello(message: dict[str, Any]) -> Hello:
     extension = message.get("extension")
     if not isinstance(extension, dict):
-        raise _FieldError(f"field 'extension' must be an object, got {_type_name(extension)}")
+        raise FieldError(f"field 'extension' must be an object, got {type_name(extension)}")
     return Hello(
         _label(extension, "id", "extension."),
         _label(extension, "version", "extension."),
@@ -360,16 +333,16 @@ def _hello(message: dict[str, Any]) -> Hello:
 def check_token(value: object, field: str = "accessToken") -> str:
     """Validate an access token: 1 to 4096 visible ASCII characters."""
     if not isinstance(value, str):
-        raise _FieldError(f"field '{field}' must be a string, got {_type_name(value)}")
+        raise FieldError(f"field '{field}' must be a string, got {type_name(value)}")
     if not value:
-        raise _FieldError(f"field '{field}' must not be empty")
+        raise FieldError(f"field '{field}' must not be empty")
     if len(value) > MAX_TOKEN_CHARS:
-        raise _FieldError(
+        raise FieldError(
             f"field '{field}' is {len(value)} characters, limit {MAX_TOKEN_CHARS}"
         )
     bad = _NOT_VISIBLE_ASCII.search(value)
     if bad is not None:
-        raise _FieldError(
+        raise FieldError(
             f"field '{field}' must be visible ASCII (0x21-0x7e); character {bad.start()} is not"
         )
     return value
@@ -389,7 +362,7 @@ def check_subscription_detail(detail: object, field: str = "detail") -> SetSubsc
     """The ``flattr-subscription`` page detail: ``{subscription: {active}}``."""
     record = _record(detail, field, ("subscription",))
     if "subscription" not in record:
-        raise _FieldError(f"field '{field}.subscription' is missing")
+        raise FieldError(f"field '{field}.subscription' is missing")
     return SetSubscription(check_subscription(record["subscription"], f"{field}.subscription"))
 
 
@@ -408,111 +381,28 @@ def _set_subscription(message: dict[str, Any]) -> SetSubscription:
     if "detail" in message:
         return check_subscription_detail(message["detail"])
     if "subscription" not in message:
-        raise _FieldError("field 'subscription' is missing")
+        raise FieldError("field 'subscription' is missing")
     return SetSubscription(check_subscription(message["subscription"]))
 
 
-def check_url(url: object, field: str) -> str:
-    """Validate one URL to flattr (docs/protocol.md, "URLs"): ``http(s)://host``
-    with an optional port, path, query and fragment; an ASCII host name, IPv4 or
-    bracketed IPv6 address; no user info; no space, control character, backslash or
-    lone surrogate; at most 8,192 bytes in UTF-8. Returned unchanged."""
-    if not isinstance(url, str):
-        raise _FieldError(f"field '{field}' must be a string, got {_type_name(url)}")
-    if len(url) > MAX_URL_BYTES // 4:  # else even 4 bytes per character fit the limit
-        # A lone surrogate counts 3 bytes, as JavaScript's TextEncoder counts U+FFFD.
-        size = len(url.encode("utf-8", "surrogatepass"))
-        if size > MAX_URL_BYTES:
-            raise _FieldError(
-                f"field '{field}' is {size} bytes, limit {MAX_URL_BYTES}"
-            )
-    if _PLAIN_URL.fullmatch(url):
-        return url
-    return check_url_rules(url, field)
-
-
-def check_url_rules(url: str, field: str) -> str:
-    """:func:`check_url` after the type and size, rule by rule (no shortcut)."""
-    bad = _LONE_SURROGATE.search(url)
-    if bad is not None:
-        raise _FieldError(f"field '{field}' has a lone surrogate at character {bad.start()}")
-    bad = _URL_FORBIDDEN.search(url)
-    if bad is not None:
-        raise _FieldError(f"field '{field}' must not contain spaces, control characters or "
-                          f"backslashes; character {bad.start()} is U+{ord(bad.group()):04X}")
-    scheme = _URL_SCHEME.match(url)
-    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
-        raise _FieldError(f"field '{field}' must be an http or https URL")
-    start = scheme.end()
-    if not url.startswith("//", start):
-        raise _FieldError(f"field '{field}' must be an absolute URL (scheme://host)")
-    authority = _URL_AUTHORITY.match(url, start + 2)
-    assert authority is not None  # matches the empty string at least
-    _check_authority(authority.group(), field)
-    return url
-
-
-def _check_authority(authority: str, field: str) -> None:
-    if "@" in authority:
-        raise _FieldError(f"field '{field}' must not contain a user name or password")
-    if authority.startswith("["):
-        end = authority.find("]")
-        host, rest = (authority, "") if end < 0 else (authority[: end + 1], authority[end + 1 :])
-    else:
-        host, colon, port = authority.partition(":")
-        rest = colon + port
-    if rest:
-        port = rest[1:]
-        if not rest.startswith(":") or not _DIGITS.fullmatch(port) or not (
-            len(port) <= 5 and 1 <= int(port) <= 65535
-        ):
-            raise _FieldError(f"field '{field}' has port {rest[:8]!r}; it must be 1 to 65535",
-                              reason=f"field '{field}' has a port that is not 1 to 65535")
-    if not host:
-        raise _FieldError(f"field '{field}' must name a host")
-    if host.startswith("["):
-        if not (host.endswith("]") and _is_ipv6(host[1:-1])):
-            raise _FieldError(f"field '{field}' has an invalid IPv6 address")
-        return
-    if not _HOST_NAME.fullmatch(host):
-        raise _FieldError(f"field '{field}' must have an ASCII host name (labels of letters, "
-                          "digits, '-' and '_'; IDN in its xn-- form)")
-    last = host.rpartition(".")[2]
-    if _DIGITS.fullmatch(last) and not _IPV4.fullmatch(host):
-        raise _FieldError(f"field '{field}' has a host ending in a number that is not an "
-                          "IPv4 address (four parts of 0 to 255)")
-
-
-def _is_ipv6(text: str) -> bool:
-    """An IPv6 address in RFC 4291 text form, optionally ending in IPv4; no zone."""
-    head, gap, tail = text.partition("::")
-    if "::" in tail:
-        return False
-    groups = [g for part in (head, tail) if part for g in part.split(":")]
-    # Only the very last group may be an IPv4 address, and it fills two groups.
-    if groups and "." in groups[-1] and (tail or not gap):
-        if not _IPV4.fullmatch(groups[-1]):
-            return False
-        groups[-1:] = ["0", "0"]
-    if not all(_HEX_GROUP.fullmatch(g) for g in groups):
-        return False
-    return len(groups) < 8 if gap else len(groups) == 8
-
-
 def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:
+    # Imported on the first URL: its regexes cost 1.4 ms to compile, and start-up
+    # (the hello reply) needs none of them (docs/performance.md, cold start).
+    from flattr_host.protocol.urls import check_url
+
     manual = message.get("manual", False)
     if not isinstance(manual, bool):
-        raise _FieldError(f"field 'manual' must be a boolean, got {_type_name(manual)}")
+        raise FieldError(f"field 'manual' must be a boolean, got {type_name(manual)}")
     urls = message.get("urls")
     if manual:
         if not isinstance(urls, list) or len(urls) != 1:
-            got = f"{len(urls)} items" if isinstance(urls, list) else _type_name(urls)
-            raise _FieldError(f"field 'urls' must hold exactly 1 URL with 'manual', got {got}")
+            got = f"{len(urls)} items" if isinstance(urls, list) else type_name(urls)
+            raise FieldError(f"field 'urls' must hold exactly 1 URL with 'manual', got {got}")
         return FlattrManual(check_url(urls[0], "urls[0]"))
     if not isinstance(urls, list):
-        raise _FieldError(f"field 'urls' must be a list, got {_type_name(urls)}")
+        raise FieldError(f"field 'urls' must be a list, got {type_name(urls)}")
     if not 1 <= len(urls) <= MAX_URLS_PER_REQUEST:
-        raise _FieldError(
+        raise FieldError(
             f"field 'urls' holds {len(urls)} items; it must hold 1 to {MAX_URLS_PER_REQUEST}"
         )
     return FlattrUrls(tuple(check_url(url, f"urls[{i}]") for i, url in enumerate(urls)))
@@ -532,11 +422,11 @@ def _any_url(value: object, field: str) -> str:
     Not-http(s) URLs (chrome:, about:, file:) are accepted and never counted.
     """
     if not isinstance(value, str):
-        raise _FieldError(f"field '{field}' must be a string, got {_type_name(value)}")
+        raise FieldError(f"field '{field}' must be a string, got {type_name(value)}")
     if len(value) > MAX_URL_BYTES // 4:
         size = len(value.encode("utf-8", "surrogatepass"))
         if size > MAX_URL_BYTES:
-            raise _FieldError(f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}")
+            raise FieldError(f"field '{field}' of {size} bytes exceeds limit of {MAX_URL_BYTES}")
     return value
 
 
@@ -545,24 +435,24 @@ def _int_id(value: object, field: str, nullable: bool = False) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         rule = "an integer from 0 to " + str(MAX_ID) + (" or null" if nullable else "")
-        raise _FieldError(f"field '{field}' must be {rule}, got {_type_name(value)}")
+        raise FieldError(f"field '{field}' must be {rule}, got {type_name(value)}")
     return value
 
 
 def _bool(value: object, field: str) -> bool:
     if not isinstance(value, bool):
-        raise _FieldError(f"field '{field}' must be a boolean, got {_type_name(value)}")
+        raise FieldError(f"field '{field}' must be a boolean, got {type_name(value)}")
     return value
 
 
 def _signal(item: object, where: str) -> AttentionSignal:
     if not isinstance(item, dict):
-        raise _FieldError(f"field '{where}' must be an object, got {_type_name(item)}")
+        raise FieldError(f"field '{where}' must be an object, got {type_name(item)}")
     kind = item.get("signal")
     if kind not in _SIGNAL_KINDS:
-        shown = repr(kind[:64]) if isinstance(kind, str) else _type_name(kind)
+        shown = repr(kind[:64]) if isinstance(kind, str) else type_name(kind)
         rule = f"field '{where}.signal' must be one of {', '.join(_SIGNAL_KINDS)}"
-        raise _FieldError(f"{rule}, got {shown}", reason=rule)
+        raise FieldError(f"{rule}, got {shown}", reason=rule)
     tab_id = window_id = None
     url = state = None
     incognito = audible = muted = None
@@ -581,22 +471,22 @@ def _signal(item: object, where: str) -> AttentionSignal:
         tab_id = _int_id(item.get("tabId"), f"{where}.tabId")
     elif kind == "window-focus":
         if "windowId" not in item:
-            raise _FieldError(f"field '{where}.windowId' is missing (null means no window)")
+            raise FieldError(f"field '{where}.windowId' is missing (null means no window)")
         window_id = _int_id(item["windowId"], f"{where}.windowId", nullable=True)
     elif kind == "idle":
         state = item.get("state")
         if state not in _IDLE_STATES:
-            raise _FieldError(f"field '{where}.state' must be one of {', '.join(_IDLE_STATES)}, "
-                              f"got {_type_name(state)}")
+            raise FieldError(f"field '{where}.state' must be one of {', '.join(_IDLE_STATES)}, "
+                              f"got {type_name(state)}")
     return AttentionSignal(kind, tab_id, window_id, url, incognito, audible, muted, state)
 
 
 def _attention_signals(message: dict[str, Any]) -> AttentionSignals:
     signals = message.get("signals")
     if not isinstance(signals, list):
-        raise _FieldError(f"field 'signals' must be a list, got {_type_name(signals)}")
+        raise FieldError(f"field 'signals' must be a list, got {type_name(signals)}")
     if not 1 <= len(signals) <= MAX_SIGNALS:
-        raise _FieldError(
+        raise FieldError(
             f"field 'signals' holds {len(signals)} items; it must hold 1 to {MAX_SIGNALS}"
         )
     return AttentionSignals(tuple(_signal(s, f"signals[{i}]") for i, s in enumerate(signals)))
@@ -609,9 +499,9 @@ def _attention_page(message: dict[str, Any]) -> AttentionPage:
 def _attention_site(message: dict[str, Any]) -> AttentionSite:
     site = message.get("site")
     if not isinstance(site, str) or not 1 <= len(site) <= MAX_SITE_CHARS:
-        raise _FieldError(
+        raise FieldError(
             f"field 'site' must be a string of 1 to {MAX_SITE_CHARS} characters, "
-            f"got {_type_name(site)}" + (f" of {len(site)}" if isinstance(site, str) else "")
+            f"got {type_name(site)}" + (f" of {len(site)}" if isinstance(site, str) else "")
         )
     from flattr_host.protocol.urlnorm import UrlError, site_of  # not on the hello path
 
@@ -623,7 +513,7 @@ def _attention_site(message: dict[str, Any]) -> AttentionSite:
         except UrlError:
             continue
     rule = "field 'site' is not a site key (host without 'www.', lower case, optional port)"
-    raise _FieldError(f"{rule}: {site[:64]!r}", reason=rule)
+    raise FieldError(f"{rule}: {site[:64]!r}", reason=rule)
 
 
 def _attention_count_all(message: dict[str, Any]) -> AttentionCountAll:

@@ -146,7 +146,7 @@ class Service:
         """
         now = self._clock()
         cached = self._cached
-        version = int(self._store.conn.execute("PRAGMA data_version").fetchall()[0][0])
+        version = self._store.data_version()
         if cached is None or cached[0] != version:
             cached = self._cached = (version, self.states.read(), self.queue.counts(),
                                      self.tokens.location(),

@@ -12,8 +12,10 @@ or a C library write cannot corrupt the stream.
 
 from __future__ import annotations
 
+# The C module: the signal module on top of it builds its enums (Signals, Handlers),
+# about 0.6 ms of start-up, for nothing the loop needs (docs/performance.md).
+import _signal  # type: ignore[import-not-found]  # no stub; signal.signal's twin
 import os
-import signal
 import sys
 import time
 from _thread import allocate_lock
@@ -62,6 +64,9 @@ class FrameWriter:
         self._lock = allocate_lock()  # threading costs ~1 ms to import; this is the same lock
         self._last_state: dict[str, Any] | None = None
         self._state_listeners: tuple[Callable[[dict[str, Any]], None], ...] = ()
+        # The last reply's result and its JSON: the service hands out one State
+        # object while nothing changed (results are never mutated once returned).
+        self._last_result: tuple[object, bytes] | None = None
         self.broken = False
 
     def add_state_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -82,6 +87,28 @@ class FrameWriter:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+
+    def send_ok(self, request_id: int, result: dict[str, Any]) -> None:
+        """Send the success reply ``messages.ok(request_id, result)``, like :meth:`send`.
+
+        When ``result`` is the very object of the previous success reply (the
+        service's unchanged State), its encoded JSON is reused: a ``get-state``
+        then costs no encoding (docs/performance.md, round trip).
+        """
+        last = self._last_result
+        try:
+            if last is not None and last[0] is result:
+                text = last[1]
+            else:
+                text = framing.encode_json(result)
+                self._last_result = (result, text)
+            data = framing.encode_ok(request_id, text)
+        except Exception:
+            self.send(m.ok(request_id, result))  # the same failure, reported by send()
+            return
+        if self._debug:
+            self._log_out(m.ok(request_id, result), data)
+        self._put(data)
 
     def send(self, message: dict[str, Any]) -> None:
         """Encode and write ``message``; a reply that cannot be sent becomes ``internal``.
@@ -106,9 +133,15 @@ class FrameWriter:
             data = framing.encode(m.error(message.get("id"), m.INTERNAL,
                                           "internal error; see the host log"))
         if self._debug:
-            shown, cut = preview(message)
-            self._log.debug("frame out", bytes=len(data) - framing.HEADER.size, message=shown,
-                            truncated=cut)
+            self._log_out(message, data)
+        self._put(data)
+
+    def _log_out(self, message: dict[str, Any], data: bytes) -> None:
+        shown, cut = preview(message)
+        self._log.debug("frame out", bytes=len(data) - framing.HEADER.size, message=shown,
+                        truncated=cut)
+
+    def _put(self, data: bytes) -> None:
         with self._lock:
             if self.broken:
                 return
@@ -211,7 +244,7 @@ class Loop:
             self._log.exception("cannot open the store", exc)
             return EXIT_FATAL
         try:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+            _signal.signal(_signal.SIGTERM, self._on_sigterm)
         except ValueError:  # not the main thread (in-process tests): no handler
             pass
         self._store = store
@@ -353,6 +386,7 @@ class Loop:
         return EXIT_TOO_LARGE
 
     def _answer(self, payload: bytes) -> None:
+        """Answer one request; then push the state it changed, if any."""
         request_id: int | None = None
         try:
             message = framing.parse_payload(payload)
@@ -362,21 +396,21 @@ class Loop:
                 self._log.debug("frame in", bytes=len(payload), message=shown, truncated=cut)
             request = m.parse_request(message, payload)
             result = self._service.handle(request)
-            reply = m.ok(request.id, result)
         except InvalidFrame as exc:
             self._log.warning("invalid frame", error=str(exc))
-            reply = m.error(None, m.INVALID_REQUEST, str(exc))
+            self._writer.send(m.error(None, m.INVALID_REQUEST, str(exc)))
         except RequestError as exc:
             # The value refused may be a URL or a site (browsing history): only at debug.
             self._log.warning("request refused", code=exc.code, error=exc.reason)
             if self._debug and exc.reason != exc.message:
                 self._log.debug("request refused: the value", error=exc.message)
-            reply = m.error(exc.request_id, exc.code, exc.message)
+            self._writer.send(m.error(exc.request_id, exc.code, exc.message))
         except Exception as exc:
             self._log.exception("internal error while handling a request", exc, id=request_id)
-            reply = m.error(request_id, m.INTERNAL, "internal error; see the host log")
+            self._writer.send(m.error(request_id, m.INTERNAL, "internal error; see the host log"))
             self._store_error(exc)
-        self._writer.send(reply)
+        else:
+            self._writer.send_ok(request.id, result)
         if self._deferred_state is not None:
             state, self._deferred_state = self._deferred_state, None
             self._writer.state(state)

@@ -84,7 +84,7 @@ class Salvage:
 
 
 def _usable_url(url: object) -> bool:
-    from flattr_host.protocol.messages import check_url
+    from flattr_host.protocol.urls import check_url
 
     try:
         check_url(url, "url")

@@ -15,8 +15,12 @@ has open (moved aside by another connection) reopens it at its next transaction.
 
 from __future__ import annotations
 
+# The C module itself: the sqlite3 package on top of it adds only the date and time
+# adapters (unused here, deprecated since Python 3.12), and importing them loads
+# datetime, about 1 ms of the host's start-up (docs/performance.md, cold start).
+# The classes are the same objects as sqlite3's.
+import _sqlite3 as sqlite3
 import os
-import sqlite3
 import time
 
 from flattr_host.core.errors import StoreBusy, StoreError
@@ -194,6 +198,7 @@ class Store:
         self._wait_now_s = busy_timeout_s
         self._was_busy = False
         self._inode: tuple[int, int] | None = None
+        self._version_cursor: sqlite3.Cursor | None = None
         ensure_dir(os.path.dirname(os.path.abspath(self.path)))
         try:
             self.conn = self._open_retrying()
@@ -371,6 +376,20 @@ class Store:
         """A read transaction: a consistent snapshot of several queries."""
         self._follow()
         return _Transaction(self.conn, "BEGIN")
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on this connection: it changes when another
+        connection (thread or process) has committed since this one last looked.
+
+        Asked on every ``get-state``; a kept cursor makes it one statement step (the
+        two ``fcntl`` calls of the read lock are its floor, docs/performance.md).
+        """
+        conn = self.conn
+        cursor = self._version_cursor
+        if cursor is None or cursor.connection is not conn:
+            cursor = self._version_cursor = conn.cursor()
+        row = cursor.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     def get(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -1,9 +1,8 @@
-"""The ``flattr-host`` command.
-
-With a browser's arguments (``chrome-extension://ID/``, or Firefox's manifest path
-and add-on id) it runs the message loop without loading ``argparse``; otherwise it
-is a tool for people: ``install``, ``uninstall``, ``doctor``, ``logs``, ``inspect``,
-``status``, ``queue``, ``attention``, ``extension``, ``completion``.
+"""The ``flattr-host`` command's tools for people: ``install``, ``uninstall``,
+``doctor``, ``logs``, ``inspect``, ``status``, ``queue``, ``attention``,
+``extension``, ``completion``. A browser's arguments (``chrome-extension://ID/``, or
+Firefox's manifest path and add-on id) never reach it: :mod:`flattr_host.__main__`
+runs the message loop for those, without loading ``argparse`` or this module.
 Errors to the user are one line on stderr and a non-zero exit, no traceback.
 """
 
@@ -17,17 +16,9 @@ if TYPE_CHECKING:  # typing costs ~2.5 ms at start-up; the browser path never ne
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one tool command (``flattr-host status``, ``install`` ...); return the exit
+    status."""
     args = sys.argv[1:] if argv is None else argv
-    from flattr_host.runtime.caller import looks_like_browser_launch
-
-    if looks_like_browser_launch(args):
-        from flattr_host.runtime.stdio import run
-
-        return run(args)
-    return _tool(args)
-
-
-def _tool(args: list[str]) -> int:
     from flattr_host.core.errors import FlattrHostError
 
     parser = _parser()

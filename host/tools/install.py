@@ -691,7 +691,8 @@ def bootstrap_code() -> str:
     install's import hook take ~10 ms before the first line of the host runs. The
     launcher skips them with ``-S``; this code puts the interpreter's site-packages
     on ``sys.path`` (for the lazily imported ``cryptography``) and registers the
-    package from its folder, wherever it is installed, then runs the CLI.
+    package from its folder, wherever it is installed, then runs the entry
+    (:mod:`flattr_host.__main__`).
     """
     import sysconfig
 
@@ -707,7 +708,7 @@ def bootstrap_code() -> str:
         'm=type(sys)("flattr_host");m.__path__=[p];m.__file__=p+"/__init__.py";'
         'm.__package__="flattr_host";sys.modules["flattr_host"]=m;'
         'exec(compile(open(m.__file__,"rb").read(),m.__file__,"exec"),m.__dict__);'
-        "from flattr_host.tools.cli import main;sys.exit(main())"
+        "from flattr_host.__main__ import main;sys.exit(main())"
     )
 
 

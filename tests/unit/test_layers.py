@@ -89,8 +89,9 @@ def layer_of(name: str) -> str | None:
 def allowed(importer: str, imported: str) -> bool:
     if imported == "flattr_host":
         return importer != "flattr_host"
-    if importer == "flattr_host.__main__":
-        return imported == "flattr_host.tools.cli"
+    if importer == "flattr_host.__main__":  # the entry: the message loop or the tools
+        return imported in {"flattr_host.runtime.caller", "flattr_host.runtime.stdio",
+                            "flattr_host.tools.cli"}
     src, dst = layer_of(importer), layer_of(imported)
     if src is None or dst is None:
         return False

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from flattr_host.core.errors import RequestError
 from flattr_host.protocol import messages as m
+from flattr_host.protocol import urls
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((ROOT / "tests" / "data" / "protocol_cases.json").read_text("utf-8"))
@@ -71,8 +72,8 @@ def test_url(url: Any, valid: bool) -> None:
 
 def rules_verdict(url: str) -> bool:
     try:
-        m.check_url_rules(url, "u")
-    except m._FieldError:
+        urls.check_url_rules(url, "u")
+    except m.FieldError:
         return False
     return True
 
@@ -84,7 +85,7 @@ def test_url_shortcut_agrees_with_the_rules(url: Any, valid: bool) -> None:
     if not isinstance(url, str) or len(url.encode("utf-8", "surrogatepass")) > m.MAX_URL_BYTES:
         return
     assert rules_verdict(url) == valid
-    if m._PLAIN_URL.fullmatch(url):
+    if urls._PLAIN_URL.fullmatch(url):
         assert valid
 
 
@@ -97,7 +98,7 @@ URL_PIECES = st.sampled_from(["http", "https", "HTTP", "://", ":", "/", "//", "?
 @given(st.lists(URL_PIECES, max_size=14).map("".join))
 def test_url_shortcut_never_accepts_what_the_rules_refuse(text: str) -> None:
     for url in (text, "http://" + text, "https://a.example" + text):
-        if m._PLAIN_URL.fullmatch(url):
+        if urls._PLAIN_URL.fullmatch(url):
             assert rules_verdict(url), url
 
 

@@ -22,7 +22,7 @@ from flattr_host.core import health
 from flattr_host.core.config import Config
 from flattr_host.core.errors import FrameTooLarge, RequestError
 from flattr_host.core.logs import PREVIEW_NODES, Logger, preview, redact
-from flattr_host.protocol import framing
+from flattr_host.protocol import framing, urls
 from flattr_host.protocol import messages as m
 from flattr_host.runtime.stdio import EXIT_OK, EXIT_TOO_LARGE, Loop
 
@@ -215,7 +215,7 @@ def test_a_reply_that_cannot_be_encoded_becomes_internal_and_the_host_goes_on(
         tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The second line of defence: suppose validation let a lone surrogate through.
     monkeypatch.setattr(m, "check_tree", lambda _message: None)
-    monkeypatch.setattr(m, "check_url_rules", lambda url, _field: url)
+    monkeypatch.setattr(urls, "check_url_rules", lambda url, _field: url)
     run = Run(tmp_path / "home", level)
     sent = [{"id": 1, "type": "attention-page", "url": SURROGATE_URL},  # the reply echoes it
             {"id": 2, "type": "flattr", "urls": [SURROGATE_URL]},  # SQLite cannot bind it

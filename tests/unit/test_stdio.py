@@ -82,3 +82,65 @@ def test_state_listeners_see_each_state_sent_and_cannot_break_the_writer(
     assert "a state listener failed" in (tmp_path / "host.log").read_text()
     os.close(read_fd)
     os.close(write_fd)
+
+
+def raw_frames(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data
+
+
+def test_a_reply_spliced_from_its_result_is_the_reply_encoded_whole() -> None:
+    results = [{}, {"a": [1, 2.5, None, True]}, {"ü": "ß\u2028", "n": {"x": "é"}},
+               {"s": "\"\\/\n"}]
+    for request_id in (0, 7, 2**53 - 1):
+        for result in results:
+            whole = framing.encode({"id": request_id, "ok": True, "result": result})
+            spliced = framing.encode_ok(request_id, framing.encode_json(result))
+            assert spliced == whole
+
+
+def test_send_ok_reuses_the_encoding_of_the_same_result_object_only(tmp_path: Path) -> None:
+    """The service returns one State object while nothing changed: its JSON is encoded
+    once. Another object, even an equal one, is encoded afresh."""
+    read_fd, write_fd = os.pipe()
+    writer = FrameWriter(write_fd, Logger(tmp_path, "debug", stderr=io.StringIO()))
+    state = {"queue": {"pending": 1}}
+    calls: list[object] = []
+    real = framing.encode_json
+
+    def counting(value: object) -> bytes:
+        calls.append(value)
+        return real(value)
+
+    framing.encode_json = counting  # type: ignore[assignment]
+    try:
+        writer.send_ok(1, state)
+        writer.send_ok(2, state)
+        changed = {"queue": {"pending": 2}}
+        writer.send_ok(3, changed)
+    finally:
+        framing.encode_json = real
+    assert calls == [state, changed]
+    assert raw_frames(read_fd) == b"".join([
+        framing.encode({"id": 1, "ok": True, "result": {"queue": {"pending": 1}}}),
+        framing.encode({"id": 2, "ok": True, "result": {"queue": {"pending": 1}}}),
+        framing.encode({"id": 3, "ok": True, "result": {"queue": {"pending": 2}}})])
+    assert (tmp_path / "host.log").read_text().count('"frame out"') == 3  # debug shows each
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_send_ok_of_an_oversized_result_becomes_an_internal_error(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    writer = FrameWriter(write_fd, Logger(tmp_path, "info", stderr=io.StringIO()))
+    writer.send_ok(9, {"blob": "x" * framing.OUTBOUND_LIMIT})
+    assert read_frames(read_fd) == [{"id": 9, "ok": False, "error": {
+        "code": "internal", "message": "internal error; see the host log"}}]
+    os.close(read_fd)
+    os.close(write_fd)
