@@ -58,7 +58,7 @@ from flattr_host.attention.engine import (
     WindowFocusChanged,
     parse_scale,
 )
-from flattr_host.core import health, retry
+from flattr_host.core import health, supervise
 from flattr_host.core.config import Config
 from flattr_host.core.errors import StoreBusy
 from flattr_host.core.logs import Logger
@@ -571,31 +571,22 @@ class AttentionService:
         An unexpected error is logged, reported as the state's problem, and the
         loop runs again after a backoff; the problem goes with the next good step.
         """
-        failures = 0
+        restarts = supervise.Restarts("attention", "attention_stopped", "attention timer",
+                                      "attention", self._log, RESTART_BASE_S, RESTART_CAP_S)
         try:
             while True:
                 try:
                     if not self._timer_step():
                         return
-                    failures = 0
+                    restarts.reset()
                 except Exception as exc:
                     self._failing = True
-                    failures += 1
-                    policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
-                    wait = retry.ceiling(failures, policy)
-                    self._log.exception("attention timer stopped by an internal error; "
-                                        "restarting", exc, restarts=failures, in_s=wait)
-                    health.PROCESS.report(
-                        "attention", "attention_stopped",
-                        f"attention stopped by an internal error ({type(exc).__name__}: "
-                        f"{str(exc)[:300]}); restarting in {wait:g} s")
+                    wait = restarts.failed(exc)
                     with self._cond:
                         if not self._stopping:
                             self._cond.wait(wait)
         finally:
-            if not self._stopping:  # only something like SystemExit gets here
-                health.PROCESS.report("attention", "attention_stopped",
-                                      "attention stopped: its timer thread ended")
+            restarts.ended(self._stopping)
 
     def _timer_step(self) -> bool:
         """Sleep until due, or save once; False when stopping."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flattr_host.core import health, retry
+from flattr_host.core import health, retry, supervise
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger
 from flattr_host.delivery.api import (
@@ -126,31 +126,23 @@ class Submitter:
         (:mod:`flattr_host.core.health`); nothing a session does can end the thread
         silently.
         """
-        failures = 0
+        restarts = supervise.Restarts("submitter", "delivery_stopped", "submitter", "delivery",
+                                      self._log, RESTART_BASE_S, RESTART_CAP_S, self._draw)
         try:
             while not self._stopping:
                 try:
                     self._session()
                     return
                 except Exception as exc:
-                    # A session that had started counts as a first failure again.
-                    failures = 1 if self._session_started else failures + 1
+                    if self._session_started:  # it had run: a first failure again
+                        restarts.reset()
                     self._session_started = False
-                    policy = retry.Policy(RESTART_BASE_S, RESTART_CAP_S)
-                    wait = retry.next_attempt_at(0.0, failures, policy, self._draw())
-                    self._log.exception("submitter stopped by an internal error; restarting",
-                                        exc, restarts=failures, in_s=round(wait, 3))
-                    health.PROCESS.report(
-                        "submitter", "delivery_stopped",
-                        f"delivery stopped by an internal error ({type(exc).__name__}: "
-                        f"{str(exc)[:300]}); restarting in {wait:.0f} s")
+                    wait = restarts.failed(exc)
                     with self._cond:
                         if not self._stopping:
                             self._cond.wait(wait)
         finally:
-            if not self._stopping:  # only something like SystemExit gets here
-                health.PROCESS.report("submitter", "delivery_stopped",
-                                      "delivery stopped: the submitter thread ended")
+            restarts.ended(self._stopping)
 
     def _session(self) -> None:
         with open_store(self._config, self._log) as store, \

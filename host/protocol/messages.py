@@ -30,14 +30,13 @@ MAX_NESTING = 16
 
 # The page protocol's input rules (docs/protocol.md, "Field rules"). The extension's
 # lib/validate.js applies the same rules; tests/data/protocol_cases.json holds the
-# cases both must agree on, and the limits above. The URL rule is in .urls. One regex
-# scan per rule instead of a Python loop per character: these run on every request
-# (docs/performance.md, durable enqueue). ``re`` is loaded anyway by ``json``.
-_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
+# cases both must agree on, and the limits above. The URL rule is in .urls. Each rule
+# is one scan in C (a str method or a regex), never a Python loop per character:
+# these run on every request (docs/performance.md, durable enqueue); a regex costs
+# its compile time at start-up, so only this one is compiled here.
 # A lone surrogate can only come from a JSON escape (the payload itself is UTF-8),
 # so a payload without one of these escapes needs no walk for them.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-SURROGATE = re.compile("[\ud800-\udfff]")  # a str holds a pair as one code point
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -211,14 +210,23 @@ def _path_text(path: list[str | int]) -> str:
     return text
 
 
-def _surrogate_problem(text: str) -> str | None:
+def lone_surrogate_at(text: str) -> int | None:
+    """Where the first lone surrogate of ``text`` is (a str holds a pair as one code
+    point), or None: UTF-8 encodes every code point but those."""
     if text.isascii():
         return None
-    found = SURROGATE.search(text)
-    if found is None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _surrogate_problem(text: str) -> str | None:
+    at = lone_surrogate_at(text)
+    if at is None:
         return None
-    return (f"is not valid Unicode: lone surrogate U+{ord(found.group()):04X} "
-            f"at character {found.start()}")
+    return f"is not valid Unicode: lone surrogate U+{ord(text[at]):04X} at character {at}"
 
 
 def check_tree(message: dict[str, Any]) -> None:
@@ -340,10 +348,11 @@ def check_token(value: object, field: str = "accessToken") -> str:
         raise FieldError(
             f"field '{field}' is {len(value)} characters, limit {MAX_TOKEN_CHARS}"
         )
-    bad = _NOT_VISIBLE_ASCII.search(value)
-    if bad is not None:
+    # isprintable() on ASCII is 0x20-0x7e; the space is the one more to refuse
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        bad = next(i for i, c in enumerate(value) if not "\x21" <= c <= "\x7e")
         raise FieldError(
-            f"field '{field}' must be visible ASCII (0x21-0x7e); character {bad.start()} is not"
+            f"field '{field}' must be visible ASCII (0x21-0x7e); character {bad} is not"
         )
     return value
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from flattr_host.protocol.messages import MAX_URL_BYTES, SURROGATE, FieldError, type_name
+from flattr_host.protocol.messages import MAX_URL_BYTES, FieldError, lone_surrogate_at, type_name
 
 # Never in a flattr URL: C0 controls, space, DEL, C1 controls, Unicode spaces and
 # line separators, the byte-order mark, and the backslash (WHATWG parsers read it
@@ -62,9 +62,9 @@ def check_url(url: object, field: str) -> str:
 
 def check_url_rules(url: str, field: str) -> str:
     """:func:`check_url` after the type and size, rule by rule (no shortcut)."""
-    bad = SURROGATE.search(url)
-    if bad is not None:
-        raise FieldError(f"field '{field}' has a lone surrogate at character {bad.start()}")
+    at = lone_surrogate_at(url)
+    if at is not None:
+        raise FieldError(f"field '{field}' has a lone surrogate at character {at}")
     bad = _URL_FORBIDDEN.search(url)
     if bad is not None:
         raise FieldError(f"field '{field}' must not contain spaces, control characters or "

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from flattr_host import __version__
-from flattr_host.core import health, retry
+from flattr_host.core import health, supervise
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger, redact
 
@@ -141,7 +141,9 @@ class Inspector:
         with backoff (the discovery file goes meanwhile, the state's problem says so);
         one that never started is reported by :meth:`start`.
         """
-        failures = 0
+        restarts = supervise.Restarts("inspector", "inspector_stopped", "inspector",
+                                      "the live inspector", self._log, RESTART_BASE_S,
+                                      RESTART_CAP_S)
         while not self._halt.is_set():
             try:
                 asyncio.run(self._serve())
@@ -151,15 +153,7 @@ class Inspector:
                 if self.port is None:
                     self._log.exception("inspector stopped", exc)
                     return
-                failures += 1
-                wait = retry.ceiling(failures, retry.Policy(RESTART_BASE_S, RESTART_CAP_S))
-                self._log.exception("inspector stopped by an internal error; restarting", exc,
-                                    restarts=failures, in_s=wait)
-                health.PROCESS.report(
-                    "inspector", "inspector_stopped",
-                    f"the live inspector stopped ({type(exc).__name__}: {str(exc)[:300]}); "
-                    f"restarting in {wait:g} s")
-                self._halt.wait(wait)
+                self._halt.wait(restarts.failed(exc))
             finally:
                 self._ready.set()
 
