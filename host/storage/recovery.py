@@ -54,13 +54,18 @@ except ImportError:  # pragma: no cover - Windows: one host per data directory i
         pass
 
 
-def integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    """The findings of ``PRAGMA integrity_check``; [] for a sound store.
+def integrity_problems(conn: sqlite3.Connection, quick: bool = False) -> list[str]:
+    """The findings of ``PRAGMA integrity_check`` (``quick_check`` if ``quick``); []
+    for a sound store.
 
-    A check that cannot even run because the file is damaged reports that error.
+    ``quick_check`` reads every page as the full check does but skips matching each
+    index to its table: about 40% less CPU (0.85 against 1.35 s at 10^6 queued
+    items, docs/performance.md, growth), which is what a start-up can afford. A
+    check that cannot even run because the file is damaged reports that error.
     """
+    pragma = "PRAGMA quick_check(20)" if quick else "PRAGMA integrity_check(20)"
     try:
-        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+        rows = [str(r[0]) for r in conn.execute(pragma).fetchall()]
     except sqlite3.DatabaseError as exc:
         if not is_corruption(exc):
             raise
@@ -285,7 +290,8 @@ def _fill(conn: sqlite3.Connection, salvage: Salvage, note: dict[str, Any]) -> N
 
 
 def check_at_start(store: Store, log: Logger) -> dict[str, Any] | None:
-    """Run the integrity check once (after the first reply); recover on failure."""
-    if not integrity_problems(store.conn):
+    """Run the quick integrity check once (after the first reply); recover when the
+    full check confirms damage."""
+    if not integrity_problems(store.conn, quick=True):
         return None
     return recover(store, log, None)
