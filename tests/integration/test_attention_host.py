@@ -233,7 +233,9 @@ def test_restart_keeps_counters_and_crossing_continues(delivery: Delivery) -> No
     front(host, PAGE)
     heartbeat(host, 0.25)  # about 25 nominal s
     before = page(host, PAGE)["attention"]
-    assert 15 <= before < 50
+    # Usually below the first threshold (50 s); a loaded machine that stalls between
+    # signals may accrue past it, which the flattr count at the end allows for.
+    assert before >= 15
     host.close_stdin()  # the browser closed: the host saves and exits
     assert host.wait() == 0
     assert counters(delivery)[KEY][0] >= before - 0.001  # the page is rounded to 3 places
