@@ -231,7 +231,7 @@ class TokenStore:
         """Whether the stored token's key is at hand, told without decrypting: False
         (the token discarded, as :meth:`load_sealed` does) when it is not.
 
-        The submitter's start-up check (docs/architecture.md#the-submitter). The
+        The submitter's start-up check (docs/architecture.md#start-up). The
         common case costs one file read: ``token.key`` holds the key the row names
         (``key_backend`` file or auto). A key recorded in a keyring is left to the
         next real use: asking the keyring loads its library and with it
