@@ -2,24 +2,21 @@
 
 TLS, the HTTP client and ``cryptography`` are loaded when a batch is due, not
 because a token is stored (docs/performance.md, idle memory). Each host runs with
-``PYTHONPROFILEIMPORTTIME=1``, which writes every import to its stderr (a file
-here) as it happens, and its shared objects are read from ``/proc/PID/maps``.
-"Settled" means the submitter finished its start-up and went to sleep: its debug
-line ``submitter sleeping`` in the host's log, from this process.
+``PYTHONPROFILEIMPORTTIME=1`` and is read through tests/support/loaded.py (its
+imports, its memory map, whether its submitter has settled).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from flattr_testing.host import HostProcess
 from tests.integration.conftest import Delivery, drained
+from tests.support.loaded import imported, log_lines, mapped, settled
 
 #: Loaded only when a batch is due (or a token is sealed), and why they matter.
 DEFERRED_MODULES = {
@@ -34,42 +31,13 @@ DEFERRED_OBJECTS = re.compile(r"/(_ssl|_rust|_hashlib|_cffi_backend)[^/]*\.so")
 URL = "https://blog.example/idle-loading"
 
 
-def imported(host: HostProcess) -> set[str]:
-    """Every module the host imported so far (its PYTHONPROFILEIMPORTTIME report)."""
-    return {line.rsplit("|", 1)[1].strip() for line in host.stderr_text().splitlines()
-            if line.startswith("import time:") and "cumulative" not in line}
-
-
-def mapped(host: HostProcess) -> set[str]:
-    """The watched shared objects mapped into the host now."""
-    maps = Path(f"/proc/{host.proc.pid}/maps").read_text()
-    return {m.group(1) for m in DEFERRED_OBJECTS.finditer(maps)}
-
-
-def log_lines(home: Path, pid: int) -> list[dict[str, Any]]:
-    path = home / "logs" / "host.log"
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [line for line in lines if line.get("pid") == pid]
-
-
-def settled(delivery: Delivery, host: HostProcess, timeout: float = 30.0) -> None:
-    """Wait until this host's submitter went to sleep after its start-up."""
-    deadline = time.monotonic() + timeout
-    while not any(line["msg"] == "submitter sleeping"
-                  for line in log_lines(delivery.home, host.proc.pid)):
-        assert time.monotonic() < deadline, "the submitter never went to sleep"
-        time.sleep(0.05)
-
-
 def restarted(delivery: Delivery, tmp_path: Path, **env: str) -> HostProcess:
     """A host on a data directory that holds a token, started again, settled."""
     host = HostProcess(delivery.launcher, delivery.home, stderr=tmp_path / "stderr",
                        env=delivery.env(PYTHONPROFILEIMPORTTIME="1", **env))
     delivery.hosts.append(host)
     assert host.request("hello", extension={"id": "x", "version": "1", "build": "t"})["ok"]
-    settled(delivery, host)
+    settled(delivery.home, host)
     return host
 
 
@@ -90,7 +58,7 @@ def test_a_signed_in_idle_host_loads_tls_http_and_cryptography_only_to_deliver(
     loaded = imported(host)
     assert "flattr_host.delivery.submitter" in loaded  # the report is real: it started
     assert {m: why for m, why in DEFERRED_MODULES.items() if m in loaded} == {}
-    assert mapped(host) == set()
+    assert mapped(host, DEFERRED_OBJECTS) == set()
 
     assert host.request("flattr", urls=[URL])["result"] == {"queued": 1}
     host.wait_event(drained(1), timeout=20)
@@ -98,7 +66,7 @@ def test_a_signed_in_idle_host_loads_tls_http_and_cryptography_only_to_deliver(
     assert entry["headers"]["Authorization"] == f"Bearer {delivery.token}"
     loaded = imported(host)
     assert {"cryptography", "ssl", "http.client"} <= loaded
-    assert {"_ssl", "_rust"} <= mapped(host)
+    assert {"_ssl", "_rust"} <= mapped(host, DEFERRED_OBJECTS)
     assert "hashlib" not in loaded and "secretstorage" not in loaded  # never needed here
 
 
