@@ -5,10 +5,11 @@ the database (:mod:`flattr_host.storage.keys`, setting ``key_backend``), so a co
 database alone reveals nothing. The row records which key encrypted it
 (``key_id``, a hash prefix of the key). ``hello`` is answered from the row's presence
 alone, without ``cryptography`` or ``hashlib``. Right after the first reply the
-submitter checks the key (:meth:`TokenStore.check_key`: the key file read and its id
-compared, no decryption, no keyring); the token is decrypted only when a batch is
-due, so an idle host never loads ``cryptography`` (docs/performance.md, idle
-memory). A token that fails either is discarded and a state event says signed out.
+submitter checks the key (:meth:`TokenStore.check_key`: in the common case the key
+file read and its id compared; never a decryption); the token is decrypted only
+when a batch is due, so an idle host never loads ``cryptography``
+(docs/performance.md, idle memory). A token that fails either is discarded and a
+state event says signed out.
 
 A token that cannot be decrypted (tampered row, replaced key) means signed out:
 the host logs it, writes the broken row aside to ``token.broken-<time>.json`` and
