@@ -53,13 +53,21 @@ class HostProcess:
     """A running host; read replies and events with :meth:`recv`."""
 
     def __init__(self, launcher: Path, home: Path, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, stderr: Path | None = None) -> None:
+        """``stderr``: a file for the host's stderr instead of a pipe (a pipe nobody
+        reads blocks a host that writes much there, e.g. PYTHONPROFILEIMPORTTIME)."""
         full_env = {**os.environ, "FLATTR_HOST_HOME": str(home), **(env or {})}
-        self.proc = subprocess.Popen(
-            [str(launcher), *(args if args is not None else [ORIGIN])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=str(launcher.parent), env=full_env,
-        )
+        err: Any = subprocess.PIPE if stderr is None else stderr.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                [str(launcher), *(args if args is not None else [ORIGIN])],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                cwd=str(launcher.parent), env=full_env,
+            )
+        finally:
+            if stderr is not None:
+                err.close()  # the child has its own copy
+        self.stderr_path = stderr
         self._buffer = b""
         self._next_id = 1
         self.events: list[dict[str, Any]] = []
@@ -145,6 +153,10 @@ class HostProcess:
         return self.proc.wait(timeout)
 
     def stderr_text(self) -> str:
+        """The host's stderr: all of it (a pipe: once the host has exited), or what
+        the file holds so far."""
+        if self.stderr_path is not None:
+            return self.stderr_path.read_text(errors="replace")
         assert self.proc.stderr is not None
         return self.proc.stderr.read().decode(errors="replace")
 

@@ -53,6 +53,9 @@ class Port:
         self.timeout_s = timeout_s
         self.stderr_path = stderr_path
         self._stderr = stderr_path.open("ab")
+        #: Where this process's stderr starts in the file (hosts on one data
+        #: directory share it, appending).
+        self.stderr_offset = self._stderr.tell()
         self._buffer = bytearray()
         self._ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []

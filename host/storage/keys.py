@@ -261,9 +261,11 @@ class SecretService:
         return self._collection
 
     def _call(self, action: Callable[[Any], Any]) -> Any:
-        """Run ``action(collection)``, turning every failure into KeyUnavailable."""
-        import secretstorage
+        """Run ``action(collection)``, turning every failure into KeyUnavailable.
 
+        SecretStorage (and the ``cryptography`` it imports) is loaded by :meth:`_open`
+        only once there is a bus to talk to: a host without one never loads it.
+        """
         try:
             collection = self._open()
             if collection.is_locked():
@@ -272,24 +274,9 @@ class SecretService:
         except KeyUnavailable:
             self.close()
             raise
-        except secretstorage.LockedException:
-            self.close()
-            raise KeyUnavailable("the Secret Service's default collection is locked") from None
-        except secretstorage.PromptDismissedException:
-            self.close()
-            raise KeyUnavailable("the Secret Service's prompt was dismissed") from None
-        except secretstorage.SecretServiceNotAvailableException as exc:
-            self.close()
-            raise KeyUnavailable(f"the Secret Service is not available ({exc})") from None
-        except TimeoutError:
-            self.close()
-            raise KeyUnavailable("the Secret Service did not answer in time") from None
         except Exception as exc:
-            # DBusErrorResponse (e.g. org.freedesktop.DBus.Error.AccessDenied), a
-            # connection that broke, a malformed reply: unusable now, retried later.
             self.close()
-            raise KeyUnavailable(f"the Secret Service failed ({type(exc).__name__}: "
-                                 f"{str(exc)[:200]})") from None
+            raise KeyUnavailable(_secret_service_failure(exc)) from None
 
     def get(self) -> bytes | None:
         def action(collection: Any) -> bytes | None:
@@ -321,6 +308,26 @@ class SecretService:
                 conn.close()
             except Exception:  # noqa: S110 - a broken socket: nothing left to release
                 pass
+
+
+def _secret_service_failure(exc: Exception) -> str:
+    """Why a Secret Service call failed, in words (SecretStorage's exceptions are
+    known once :meth:`SecretService._open` has imported it)."""
+    import sys
+
+    secretstorage: Any = sys.modules.get("secretstorage")
+    if secretstorage is not None:
+        if isinstance(exc, secretstorage.LockedException):
+            return "the Secret Service's default collection is locked"
+        if isinstance(exc, secretstorage.PromptDismissedException):
+            return "the Secret Service's prompt was dismissed"
+        if isinstance(exc, secretstorage.SecretServiceNotAvailableException):
+            return f"the Secret Service is not available ({exc})"
+    if isinstance(exc, TimeoutError):
+        return "the Secret Service did not answer in time"
+    # DBusErrorResponse (e.g. org.freedesktop.DBus.Error.AccessDenied), a connection
+    # that broke, a malformed reply: unusable now, retried later.
+    return f"the Secret Service failed ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 # macOS Keychain Services result codes (SecBase.h)

@@ -4,9 +4,12 @@ The key is 32 random bytes in the OS keyring or in ``token.key`` (mode 0600) bes
 the database (:mod:`flattr_host.storage.keys`, setting ``key_backend``), so a copy of the
 database alone reveals nothing. The row records which key encrypted it
 (``key_id``, a hash prefix of the key). ``hello`` is answered from the row's presence
-alone, without ``cryptography`` or ``hashlib``; the submitter decrypts the token
-right after the first reply, and a token that fails then is discarded and a state
-event says signed out.
+alone, without ``cryptography`` or ``hashlib``. Right after the first reply the
+submitter checks the key (:meth:`TokenStore.check_key`: in the common case the key
+file read and its id compared; never a decryption); the token is decrypted only
+when a batch is due, so an idle host never loads ``cryptography``
+(docs/performance.md, idle memory). A token that fails either is discarded and a
+state event says signed out.
 
 A token that cannot be decrypted (tampered row, replaced key) means signed out:
 the host logs it, writes the broken row aside to ``token.broken-<time>.json`` and
@@ -39,9 +42,27 @@ KEYRING_BACKENDS = ("secret-service", "macos-keychain", "windows-credentials")
 
 def key_id(key: bytes) -> str:
     """The id a sealed row records for its key: a hash prefix, safe to store."""
-    import hashlib
+    digest: str = _sha256()(b"key-id:" + key).hexdigest()
+    return digest[:16]
 
-    return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+
+def _sha256() -> Any:
+    """SHA-256 from the interpreter's built-in module where there is one.
+
+    ``hashlib`` loads ``_hashlib`` and maps OpenSSL's libcrypto (3.8 MiB of RSS,
+    docs/performance.md) to hash 40 bytes; the built-in module is what ``hashlib``
+    itself falls back to (``_sha2`` from Python 3.12, ``_sha256`` before).
+    """
+    import importlib
+
+    for name in ("_sha2", "_sha256"):
+        try:
+            return importlib.import_module(name).sha256
+        except ImportError:
+            continue
+    import hashlib  # a build without the built-in hashes
+
+    return hashlib.sha256
 
 
 class TokenUnreadable(StoreError):
@@ -76,6 +97,17 @@ def unseal(key: bytes, row_key_id: str, nonce: bytes, ciphertext: bytes) -> str:
     except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
         raise TokenUnreadable(f"token cannot be decrypted ({type(exc).__name__})",
                               wrong_key=False) from None
+
+
+def _file_key_id(path: str) -> str | None:
+    """The id of the key in the key file at ``path``; None if it holds no key.
+    Reads only: a broken file is set aside by the real lookup."""
+    try:
+        with open(path, "rb") as handle:
+            key = handle.read(KEY_BYTES + 1)
+    except OSError:
+        return None
+    return key_id(key) if len(key) == KEY_BYTES else None
 
 
 def load_or_create_key(path: str | os.PathLike[str], log: Logger) -> bytes:
@@ -195,6 +227,42 @@ class TokenStore:
             return None
         self._log.add_secret(token)
         return token, row[2]
+
+    def check_key(self) -> bool:
+        """Whether the stored token's key is at hand, told without decrypting: False
+        (the token discarded, as :meth:`load_sealed` does) when it is not.
+
+        The submitter's start-up check (docs/architecture.md#start-up). The
+        common case costs one file read: ``token.key`` holds the key the row names
+        (``key_backend`` file or auto). A key recorded in a keyring is left to the
+        next real use: asking the keyring loads its library and with it
+        ``cryptography`` (docs/performance.md, idle memory). Anything else (no key
+        file, a broken one, another key) is looked up as a real use looks it up
+        (:class:`~flattr_host.storage.keys.Keys`: moved, created or set aside) and
+        compared with the row. Whether the ciphertext opens is known when a batch
+        is due (:meth:`load_sealed`).
+        """
+        row = read_sealed(self._store.conn)
+        if row is None:
+            return False
+        if self._key_backend != "keyring" and _file_key_id(self._key_path) == row[0]:
+            return True
+        recorded = self._store.conn.execute(
+            "SELECT value FROM kv WHERE key = 'key_backend'").fetchone()
+        if self._key_backend != "file" and recorded is not None \
+                and recorded[0] in KEYRING_BACKENDS:
+            return True
+        from flattr_host.storage.keys import KeyUnavailable
+
+        try:
+            key = self._get_key()
+        except KeyUnavailable as exc:
+            self._discard(row, f"the token's key is unavailable: {exc}")
+            return False
+        if len(key) != KEY_BYTES or key_id(key) != row[0]:
+            self._discard(row, "token was encrypted with another key")
+            return False
+        return True
 
     def _discard(self, row: tuple[str, bytes, bytes], reason: str) -> None:
         import base64

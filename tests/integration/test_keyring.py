@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import Delivery, drained
 from tests.support.host import HostProcess
+from tests.support.loaded import imported, settled
 from tests.support.secret_service import SecretServiceSession, missing
 
 NO_KEYRING = missing()
@@ -309,3 +310,36 @@ def test_doctor_names_the_backend_and_a_locked_keyring(delivery: Delivery,
     assert ("FAIL  token key: the host keeps the key in secret-service, but the Secret "
             "Service's default collection is locked") in report, report
     assert "fix: unlock the keyring" in report
+
+
+@needs_keyring
+def test_a_keyring_locked_before_a_restart_is_found_when_a_batch_is_due(
+        delivery: Delivery, keyring: SecretServiceSession, tmp_path: Path) -> None:
+    """The start-up check does not ask the keyring (SecretStorage imports
+    cryptography: docs/performance.md, idle memory); the first batch does, and a
+    locked keyring then signs out as it does for a running host: nothing sent, the
+    item kept for the next sign-in."""
+    env = ring_env(keyring)
+    first = delivery.start(**env)
+    first.close_stdin()
+    assert first.wait() == 0
+    keyring.lock()
+    host = HostProcess(delivery.launcher, delivery.home, stderr=tmp_path / "stderr",
+                       env=delivery.env(PYTHONPROFILEIMPORTTIME="1", **env))
+    delivery.hosts.append(host)
+    assert host.request("hello", extension={"id": "x", "version": "1", "build": "t"})["ok"]
+    state = host.request("get-state")["result"]
+    assert state["authenticated"] is True and state["key"]["backend"] == "secret-service"
+
+    settled(delivery.home, host)
+    assert not {"secretstorage", "jeepney", "cryptography"} & imported(host)
+    assert host.request("flattr", urls=["https://blog.example/keyring-8"])["ok"]
+    event = host.wait_event(signed_out, timeout=20)
+    assert event["state"]["queue"]["pending"] == 1
+    assert delivery.bulk_requests() == []
+    assert list(delivery.home.glob("token.broken-*.json"))
+    keyring.unlock()
+    reply = host.request("set-token", accessToken=delivery.token, subscription={"active": True})
+    assert reply["result"] == {"authenticated": True}
+    host.wait_event(drained(1), timeout=20)
+    assert delivery.bulk_requests()[-1]["headers"]["Authorization"] == f"Bearer {delivery.token}"

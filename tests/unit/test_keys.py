@@ -285,6 +285,21 @@ def test_no_session_bus_is_unavailable_without_loading_secretstorage(
     ring = keys.SecretService("/some/home")
     with pytest.raises(KeyUnavailable, match="DBUS_SESSION_BUS_ADDRESS is not set"):
         ring.get()
+    # In a fresh process: SecretStorage imports cryptography (13 MiB), and a key
+    # looked up in auto mode asks the keyring first (docs/performance.md).
+    code = ("import sys\n"
+            "from flattr_host.storage import keys\n"
+            "for address in (None, 'disabled:'):\n"
+            "    try:\n"
+            "        keys.SecretService('/some/home', address).get()\n"
+            "    except keys.KeyUnavailable:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('secretstorage', 'jeepney', 'cryptography')"
+            " if m in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_bus_that_does_not_answer_is_unavailable(tmp_path: Path,

@@ -97,3 +97,54 @@ def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
     assert len(client.calls) == 2
     text = (tmp_path / "logs" / "host.log").read_text()
     assert "submitter error; trying again shortly" in text and "RuntimeError" in text
+
+
+class _CountingClient:
+    """Answers every batch with a 200 and records each post and close, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def post_bulk(self, token: str, urls: list[str]) -> Any:
+        from flattr_host.delivery.api import Response
+
+        self.events.append("post")
+        return Response(200, {}, b"")
+
+    def close(self) -> None:
+        self.events.append("close")
+
+
+def test_the_connection_is_closed_when_nothing_is_due_any_more(tmp_path: Path) -> None:
+    """After a burst, an empty queue closes the kept-alive connection (it would not
+    be reused after IDLE_REUSE_S anyway); between batches of a burst it stays open."""
+    from flattr_host.core.session import TokenStored
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.token_store import TokenStore
+
+    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
+                    retry_cap_s=0.0, lease_s=5.0, batch_max=2)
+    log = Logger(config.log_dir, "info")
+    with Store(config.db_path, log) as store:
+        tokens = TokenStore(store, config.key_path, log)
+        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
+        Queue(store).enqueue([f"https://a.example/{n}" for n in range(5)], now=time.time())
+    client = _CountingClient()
+    delivered = threading.Event()
+
+    def on_change(parts: Parts) -> None:
+        if parts.queue.counts()["done"] == 5:
+            delivered.set()
+
+    worker = submitter_mod.Submitter(config, log, on_change, client_factory=lambda: client)
+    worker.start()
+    try:
+        assert delivered.wait(10)
+        deadline = time.monotonic() + 10
+        while client.events[-1:] != ["close"]:  # it goes to sleep after the last batch
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        assert worker.stop(5)
+    # 2 + 2 + 1 URLs on one connection, then closed once the queue is empty.
+    assert client.events[:4] == ["post", "post", "post", "close"]

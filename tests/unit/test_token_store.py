@@ -140,3 +140,61 @@ def test_unseal_is_the_one_decryption_and_says_why(store: Store, tmp_path: Path)
     with pytest.raises(TokenUnreadable) as broken:
         unseal(key, key_id, nonce, tampered)
     assert not broken.value.wrong_key and "InvalidTag" in str(broken.value)
+
+
+def test_the_start_up_key_check_reads_the_key_file_and_decrypts_nothing(
+        tokens: TokenStore, store: Store, home: Path, log: Logger) -> None:
+    """check_key: the file's key is the row's, so the token counts as usable without
+    opening it; a tampered ciphertext is only found when a batch is due (load)."""
+    store_token(tokens, store)
+    store.conn.execute("UPDATE token SET ciphertext = zeroblob(length(ciphertext))")
+    fresh = TokenStore(store, home / "token.key", log)
+    assert fresh.check_key() is True
+    assert fresh._keys is None  # no key lookup: nothing moved, no keyring asked
+    assert not list(home.glob("token.broken-*.json"))
+    assert fresh.load() is None  # the real use finds it
+    assert list(home.glob("token.broken-*.json"))
+
+
+@pytest.mark.parametrize("damage", [b"", b"short", b"k" * KEY_BYTES, b"k" * (KEY_BYTES + 1)])
+def test_the_start_up_key_check_signs_out_when_the_file_key_is_not_the_tokens(
+        tokens: TokenStore, store: Store, home: Path, log: Logger, damage: bytes) -> None:
+    store_token(tokens, store)
+    (home / "token.key").write_bytes(damage)
+    fresh = TokenStore(store, home / "token.key", log)
+    assert fresh.check_key() is False
+    assert store.conn.execute("SELECT COUNT(*) FROM token").fetchone()[0] == 0
+    assert list(home.glob("token.broken-*.json"))
+    assert "another key" in (home / "logs" / "host.log").read_text()
+    assert tokens.check_key() is False  # nothing stored any more
+
+
+def test_the_start_up_key_check_leaves_a_keyring_key_to_its_next_use(
+        tokens: TokenStore, store: Store, home: Path, log: Logger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking a keyring loads its library (and cryptography): a key recorded there is
+    checked when the token is next needed, not at start-up."""
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)  # never this session's
+    store.conn.execute("INSERT INTO token VALUES (1, 'k', x'00', x'00', 0)")
+    store.conn.execute("INSERT INTO kv VALUES ('key_backend', 'secret-service')")
+    fresh = TokenStore(store, home / "token.key", log, key_backend="auto")
+    assert fresh.check_key() is True and fresh._keys is None
+    file_only = TokenStore(store, home / "token.key", log, key_backend="file")
+    assert file_only.check_key() is False  # file mode: the key must be in the file
+
+
+def test_the_key_id_needs_no_openssl() -> None:
+    """key_id hashes with the interpreter's built-in SHA-256: hashlib would map
+    OpenSSL's libcrypto into every signed-in host (docs/performance.md)."""
+    import hashlib
+
+    from flattr_host.storage.token_store import key_id
+
+    key = bytes(range(KEY_BYTES))
+    assert key_id(key) == hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+    code = ("import sys; from flattr_host.storage.token_store import key_id; "
+            "key_id(bytes(32)); print(sorted(m for m in ('hashlib', '_hashlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -40,7 +40,8 @@ SETTLE_S = 0.3
 BASE_ENV = {"FLATTR_SUBMIT_DELAY_S": "0"}
 # Modules whose presence an idle host should not need (docs/performance.md).
 WATCH = ("ssl", "_ssl", "http.client", "cryptography", "_cffi_backend", "hashlib",
-         "urllib.request", "email", "sqlite3", "keyring", "json", "asyncio", "logging")
+         "urllib.request", "email", "sqlite3", "keyring", "secretstorage", "jeepney", "json",
+         "asyncio", "logging")
 SO_PATTERN = re.compile(r"/([^/]*?(?:_ssl|_hashlib|_rust|_cffi_backend|libssl|libcrypto|"
                         r"_sqlite3|libsqlite3|_asyncio|_json)[^/]*\.so[^/]*)$")
 
@@ -64,9 +65,15 @@ def mapped_objects(pid: int) -> list[str]:
 
 
 def imported_modules(port: Port) -> list[str] | None:
-    """Watched modules the host imported (PYTHONPROFILEIMPORTTIME), None if not reported."""
+    """Watched modules the host imported (PYTHONPROFILEIMPORTTIME), None if not reported.
+
+    Only this process's part of the stderr file: the restarted host appends to the
+    file of the host that set the token (same data directory).
+    """
     try:
-        text = port.stderr_path.read_text(errors="replace")
+        with port.stderr_path.open("rb") as handle:
+            handle.seek(port.stderr_offset)
+            text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return None
     names = {line.rsplit("|", 1)[-1].strip() for line in text.splitlines()
