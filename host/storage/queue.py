@@ -163,6 +163,17 @@ class Queue:
         with self._store.write() as conn:
             return insert_pending(conn, urls, now)
 
+    def enqueue_many(self, groups: Sequence[Sequence[str]], now: float) -> list[int]:
+        """Commit every list of ``groups`` as pending items in ONE transaction.
+
+        Returns how many items each list added, in order. All or nothing: when the
+        transaction fails (busy, damage), none of the lists is stored. Durable on
+        return (group commit of a burst of ``flattr`` requests, docs/architecture.md).
+        """
+        with self._store.write() as conn:
+            insert_pending(conn, [url for urls in groups for url in urls], now)
+        return [len(urls) for urls in groups]
+
     def counts(self) -> dict[str, Any]:
         """Counts per status, the earliest pending due time (epoch s or None), and
         ``outcomes``: done items per outcome word (see :func:`_outcome_counts`)."""

@@ -14,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from flattr_testing.host import CHROMIUM_ID, ORIGIN, HEADER, frame, install_launcher
+from flattr_testing.host import CHROMIUM_ID, HEADER, ORIGIN, frame, install_launcher
 
 #: Never before the first reply, and why (docs/performance.md).
 KEPT_OFF = {

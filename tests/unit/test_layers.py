@@ -143,7 +143,7 @@ def test_the_checker_sees_lazy_and_type_checking_imports() -> None:
     """The rule itself: imports inside functions and TYPE_CHECKING blocks are found."""
     found = {name for _, name in imports_of(HOST / "storage" / "store.py")}
     assert {"flattr_host.core.errors", "flattr_host.core.logs"} <= found  # top, TYPE_CHECKING
-    lazy = {name for _, name in imports_of(HOST / "tools" / "cli.py")}
+    lazy = {name for _, name in imports_of(HOST / "__main__.py")}
     assert "flattr_host.runtime.stdio" in lazy  # inside a function
     assert not allowed("flattr_host.storage.store", "flattr_host.runtime.service")
     assert not allowed("flattr_host.delivery.api", "flattr_host.attention.engine")
