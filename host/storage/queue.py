@@ -16,6 +16,8 @@ soon after its lease runs out. Nothing is deleted before the server has answered
 
 from __future__ import annotations
 
+# The C module, as the store imports it (no datetime adapters; docs/performance.md).
+import _sqlite3 as sqlite3
 import os
 
 from flattr_host.core.errors import TransitionError
@@ -23,7 +25,6 @@ from flattr_host.core.values import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Iterable, Sequence
     from typing import Any
 
@@ -97,20 +98,46 @@ def _move(
         )
 
 
+#: One statement for the whole list: SQLite reads the URLs from one JSON array
+#: parameter. Per row it costs about half of ``executemany`` (one statement step and
+#: one AUTOINCREMENT update instead of one per row; docs/performance.md, enqueue).
+_INSERT_FROM_JSON = (
+    "INSERT INTO queue (url, status, created_at, updated_at, next_attempt_at) "
+    "SELECT value, ?1, ?2, ?2, ?2 FROM json_each(?3) ORDER BY key"
+)
+_INSERT_ROWS = (
+    "INSERT INTO queue (url, status, created_at, updated_at, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+#: False once SQLite was found built without its JSON functions (SQLITE_OMIT_JSON).
+_json_each = [True]
+
+
 def insert_pending(conn: sqlite3.Connection, urls: Iterable[str], now: float) -> int:
-    """Insert ``urls`` as pending items inside the caller's write transaction.
+    """Insert ``urls`` as pending items, in order, inside the caller's write transaction.
 
     The only insert into the queue: it adds its count once (store migration 2), so
     every caller (a ``flattr`` request, an attention threshold) keeps the counts right.
     """
-    rows = [(url, PENDING, now, now, now) for url in urls]
-    conn.executemany(
-        "INSERT INTO queue (url, status, created_at, updated_at, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        rows,
-    )
-    conn.execute("UPDATE queue_counts SET n = n + ? WHERE status = ?", (len(rows), PENDING))
-    return len(rows)
+    listed = list(urls)
+    if not listed:
+        return 0
+    if _json_each[0]:
+        import json
+
+        try:
+            # ensure_ascii=False: UTF-8 as is, SQLite unescapes only quotes,
+            # backslashes and control characters.
+            conn.execute(_INSERT_FROM_JSON, (PENDING, now, json.dumps(listed,
+                                                                      ensure_ascii=False)))
+        except sqlite3.OperationalError as exc:
+            if "json_each" not in str(exc):
+                raise
+            _json_each[0] = False  # failed while preparing: nothing was inserted
+    if not _json_each[0]:
+        conn.executemany(_INSERT_ROWS, [(url, PENDING, now, now, now) for url in listed])
+    conn.execute("UPDATE queue_counts SET n = n + ? WHERE status = ?", (len(listed), PENDING))
+    return len(listed)
 
 
 #: kv key of the done items' counts per outcome (JSON object), kept by

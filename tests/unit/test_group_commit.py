@@ -265,3 +265,23 @@ def test_a_failing_commit_answers_each_request_internal_and_stores_nothing(
     assert answered[2]["result"]["queue"]["pending"] == 0
     assert answered[3]["result"] == {"queued": 1}
     assert run.stored() == [url(4)]
+
+
+ODD_URLS = ["https://ex.example/caf\u00e9/\U0001f600?q=\"x\"&b=\\", "https://ex.example/a%00b",
+            "https://ex.example/\u2028tab\t"]
+
+
+@pytest.mark.parametrize("json_functions", [True, False])
+def test_urls_are_stored_exactly_and_in_order_with_or_without_sqlite_json(
+        store: Store, monkeypatch: pytest.MonkeyPatch, json_functions: bool) -> None:
+    """One INSERT from a JSON array where SQLite has its JSON functions; row by row
+    where it was built without them (found once, then remembered)."""
+    monkeypatch.setattr(queue_mod, "_json_each", [True])
+    if not json_functions:
+        monkeypatch.setattr(queue_mod, "_INSERT_FROM_JSON",
+                            queue_mod._INSERT_FROM_JSON.replace("json_each(", "json_each_gone("))
+    urls = [*ODD_URLS, *(url(n) for n in range(50))]
+    assert Queue(store).enqueue_many([urls[:2], urls[2:]], now=1.0) == [2, len(urls) - 2]
+    assert [r[0] for r in store.conn.execute("SELECT url FROM queue ORDER BY id")] == urls
+    assert Queue(store).counts()[PENDING] == len(urls)
+    assert queue_mod._json_each == [json_functions]
