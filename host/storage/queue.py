@@ -64,6 +64,20 @@ class Batch(Value):
     attempt: int  # the highest attempt number among the items (1 = first try)
 
 
+class Enqueued(Value):
+    """What :meth:`Queue.enqueue_many` committed.
+
+    ``data_version`` is the store's ``PRAGMA data_version`` read inside the write
+    transaction: when it equals one read earlier on the same connection, no other
+    connection committed in between, so a state read then plus these items is the
+    state now (runtime.service.Service keeps its cache so, docs/performance.md).
+    """
+
+    __slots__ = ("counts", "data_version")
+    counts: list[int]
+    data_version: int
+
+
 def new_id() -> str:
     """A random id for a lease owner or a batch (``uuid`` costs more to import)."""
     return os.urandom(16).hex()
@@ -190,16 +204,18 @@ class Queue:
         with self._store.write() as conn:
             return insert_pending(conn, urls, now)
 
-    def enqueue_many(self, groups: Sequence[Sequence[str]], now: float) -> list[int]:
+    def enqueue_many(self, groups: Sequence[Sequence[str]], now: float) -> Enqueued:
         """Commit every list of ``groups`` as pending items in ONE transaction.
 
-        Returns how many items each list added, in order. All or nothing: when the
+        Returns how many items each list added, in order, and the store's
+        ``data_version`` seen inside the transaction. All or nothing: when the
         transaction fails (busy, damage), none of the lists is stored. Durable on
         return (group commit of a burst of ``flattr`` requests, docs/architecture.md).
         """
         with self._store.write() as conn:
+            version = self._store.data_version()
             insert_pending(conn, [url for urls in groups for url in urls], now)
-        return [len(urls) for urls in groups]
+        return Enqueued([len(urls) for urls in groups], version)
 
     def counts(self) -> dict[str, Any]:
         """Counts per status, the earliest pending due time (epoch s or None), and

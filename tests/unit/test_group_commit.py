@@ -118,7 +118,8 @@ def test_enqueue_many_is_one_transaction_with_a_count_per_list(store: Store) -> 
     begun: list[str] = []
     store.conn.set_trace_callback(lambda s: begun.append(s) if s.startswith("BEGIN") else None)
     queue = Queue(store)
-    assert queue.enqueue_many([[url(1)], [url(2), url(3)], [url(4)]], now=5.0) == [1, 2, 1]
+    assert queue.enqueue_many([[url(1)], [url(2), url(3)], [url(4)]], now=5.0).counts == [
+        1, 2, 1]
     assert begun == ["BEGIN IMMEDIATE"]
     counts = queue.counts()
     assert counts[PENDING] == 4 and counts["next_attempt_at"] == 5.0
@@ -281,7 +282,8 @@ def test_urls_are_stored_exactly_and_in_order_with_or_without_sqlite_json(
         monkeypatch.setattr(queue_mod, "_INSERT_FROM_JSON",
                             queue_mod._INSERT_FROM_JSON.replace("json_each(", "json_each_gone("))
     urls = [*ODD_URLS, *(url(n) for n in range(50))]
-    assert Queue(store).enqueue_many([urls[:2], urls[2:]], now=1.0) == [2, len(urls) - 2]
+    assert Queue(store).enqueue_many([urls[:2], urls[2:]], now=1.0).counts == [
+        2, len(urls) - 2]
     assert [r[0] for r in store.conn.execute("SELECT url FROM queue ORDER BY id")] == urls
     assert Queue(store).counts()[PENDING] == len(urls)
     assert queue_mod._json_each == [json_functions]
