@@ -54,8 +54,9 @@ IDLE_START_S = 0.2  # start delivering even if no request comes within this time
 # processes wait up to store_wait_s, 2 s), the first reply of a group waits only for
 # that and for parsing the rest, and the frames held stay near one inbound frame's
 # limit (docs/architecture.md, "Group commit").
-GROUP_MAX_URLS = 10_000
+GROUP_MAX_URLS = 10_000  # also the most requests (refusals included) in a group
 GROUP_MAX_BYTES = 1024 * 1024
+HEADER_SIZE = framing.HEADER.size
 
 
 class _Terminate(Exception):
@@ -406,7 +407,8 @@ class Loop:
         event follows (docs/architecture.md, "Group commit"). A request refused
         while a group is open keeps its place: its error reply is sent between the
         group's replies. Any other request ends the group. A group closes at
-        :data:`GROUP_MAX_URLS` URLs or :data:`GROUP_MAX_BYTES` bytes of frames.
+        :data:`GROUP_MAX_URLS` URLs or requests, or :data:`GROUP_MAX_BYTES` bytes of
+        frames (refusals count, so a flood of bad frames cannot hold it open).
         Returns how many payloads were answered (more than given when it read more).
         """
         group: list[tuple[int, m.FlattrUrls] | dict[str, Any]] = []  # requests, refusals
@@ -420,24 +422,24 @@ class Loop:
             index += 1
             parsed = self._parse(payload)
             if isinstance(parsed, dict):  # refused: its error reply
-                if group:
-                    group.append(parsed)
-                else:
+                if not group:
                     self._writer.send(parsed)
-                continue
-            body = parsed.body
-            if isinstance(body, m.FlattrUrls):
-                group.append((parsed.id, body))
-                urls += len(body.urls)
-                size += len(payload)
-                if urls >= GROUP_MAX_URLS or size >= GROUP_MAX_BYTES:
+                    continue
+                group.append(parsed)  # keeps its place among the group's replies
+            elif isinstance(parsed.body, m.FlattrUrls):
+                group.append((parsed.id, parsed.body))
+                urls += len(parsed.body.urls)
+            else:  # any other request ends the group
+                if group:
                     self._guarded(self._commit_group, group)
                     group, urls, size = [], 0, 0
+                self._guarded(self._respond, parsed)
                 continue
-            if group:
+            size += HEADER_SIZE + len(payload)
+            if (urls >= GROUP_MAX_URLS or len(group) >= GROUP_MAX_URLS
+                    or size >= GROUP_MAX_BYTES):
                 self._guarded(self._commit_group, group)
                 group, urls, size = [], 0, 0
-            self._guarded(self._respond, parsed)
         if group:
             self._guarded(self._commit_group, group)
         return index

@@ -218,6 +218,20 @@ def test_a_group_is_bounded_by_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run.stored() == [url(n) for n in range(10)]
 
 
+def test_refusals_count_toward_the_bound(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of bad frames cannot hold a group (and its replies) open."""
+    monkeypatch.setattr(stdio, "GROUP_MAX_URLS", 4)
+    traced = Traced(monkeypatch)
+    run = Run(tmp_path)
+    bad = frame(b"[]")
+    frames = run(flattr(1, url(1)) + bad * 6 + flattr(2, url(2)))
+    # [flattr 1 + 3 refusals] closes at 4; 3 refusals answered at once; [flattr 2]
+    assert len(traced.writes) == 2
+    kinds = ["event" if "event" in f else f.get("id", "?") for f in frames]
+    assert kinds == [1, None, None, None, "event", None, None, None, 2, "event"]
+
+
 def test_a_busy_store_refuses_every_request_of_the_group_and_stores_nothing(
         tmp_path: Path) -> None:
     """Another process holds the write lock; the loop's bounded wait runs out: each
