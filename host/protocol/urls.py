@@ -53,7 +53,7 @@ def check_urls(urls: list[object], field: str) -> tuple[str, ...]:
     regex scan over all of them (a 100-URL ``flattr`` request spends about half as
     long here, docs/performance.md, durable enqueue); any other list item by item.
     """
-    if (all(type(url) is str for url in urls)
+    if ({*map(type, urls)} == {str}
             and max(map(len, urls)) <= MAX_URL_BYTES // 4  # type: ignore[arg-type]
             and _PLAIN_URLS.fullmatch("\n".join(urls))):  # type: ignore[arg-type]
         return tuple(urls)  # type: ignore[arg-type]
