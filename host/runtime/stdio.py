@@ -449,7 +449,10 @@ class Loop:
         False when there are none (nothing readable, input ended, or a bad header)."""
         while (not self._terminate and not self._writer.broken and decoder.broken is None
                and not self._input_ended and _readable_now(self._in_fd)):
-            data = os.read(self._in_fd, READ_SIZE)
+            try:
+                data = os.read(self._in_fd, READ_SIZE)
+            except OSError:
+                return False  # answer the group first; the loop's next read reports it
             if not data:
                 self._input_ended = True
                 return False
