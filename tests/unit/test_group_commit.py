@@ -301,3 +301,38 @@ def test_urls_are_stored_exactly_and_in_order_with_or_without_sqlite_json(
     assert [r[0] for r in store.conn.execute("SELECT url FROM queue ORDER BY id")] == urls
     assert Queue(store).counts()[PENDING] == len(urls)
     assert queue_mod._json_each == [json_functions]
+
+
+def test_a_damaged_store_answers_each_request_internal_and_is_replaced(
+        tmp_path: Path) -> None:
+    """Real damage (the queue's pages garbled on disk) met by a group's insert: each
+    request of the group is answered ``internal`` (nothing of it stored), the store is
+    replaced as after a lone request (docs/protocol.md#state), and the request after
+    the group is answered by the new store."""
+    run = Run(tmp_path)
+    db = Path(run.config.db_path)
+    with Store(db, run.log) as store:
+        Queue(store).enqueue([f"https://old.example/{'p' * 60}/{i}" for i in range(600)], 1.0)
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = [int(r[0]) for r in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name IN ('queue', 'queue_by_status') "
+            "AND pagetype = 'leaf'")]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+    assert len(pages) >= 6
+    with open(db, "r+b") as handle:
+        for page in pages:
+            handle.seek((page - 1) * size)
+            handle.write(os.urandom(size))
+    frames = run(flattr(1, url(1)) + flattr(2, url(2)) + flattr(3, url(3))
+                 + frame({"id": 4, "type": "get-state"}))
+    answered = replies(frames)
+    assert [r["id"] for r in answered] == [1, 2, 3, 4]
+    assert [r["error"]["code"] for r in answered[:3]] == ["internal"] * 3
+    state = answered[3]["result"]
+    assert state["problem"]["code"] == "store_replaced", state
+    assert not {url(1), url(2), url(3)} & set(run.stored())
+    assert "store was damaged; kept aside and replaced" in run.log_text()
