@@ -103,6 +103,13 @@ class Port:
             raise BenchError(f"frame is not a JSON object: {body[:80]!r}")
         return message
 
+    def has_frame(self) -> bool:
+        """True when a whole frame is already read (``recv`` returns it at once)."""
+        if len(self._buffer) < HEADER.size:
+            return False
+        (length,) = HEADER.unpack_from(self._buffer)
+        return len(self._buffer) >= HEADER.size + length
+
     def _fill(self, size: int, deadline: float) -> None:
         while len(self._buffer) < size:
             left = deadline - time.monotonic()

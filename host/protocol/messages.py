@@ -397,7 +397,7 @@ def _set_subscription(message: dict[str, Any]) -> SetSubscription:
 def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:
     # Imported on the first URL: its regexes cost 1.4 ms to compile, and start-up
     # (the hello reply) needs none of them (docs/performance.md, cold start).
-    from flattr_host.protocol.urls import check_url
+    from flattr_host.protocol.urls import check_url, check_urls
 
     manual = message.get("manual", False)
     if not isinstance(manual, bool):
@@ -414,7 +414,7 @@ def _flattr(message: dict[str, Any]) -> FlattrUrls | FlattrManual:
         raise FieldError(
             f"field 'urls' holds {len(urls)} items; it must hold 1 to {MAX_URLS_PER_REQUEST}"
         )
-    return FlattrUrls(tuple(check_url(url, f"urls[{i}]") for i, url in enumerate(urls)))
+    return FlattrUrls(check_urls(urls, "urls"))
 
 
 # -- attention parsers ---------------------------------------------------------

@@ -89,6 +89,21 @@ def test_url_shortcut_agrees_with_the_rules(url: Any, valid: bool) -> None:
         assert valid
 
 
+@pytest.mark.parametrize(("url", "valid"), params("url"))
+def test_url_in_a_list_is_judged_alone_and_named_by_its_index(url: Any, valid: bool) -> None:
+    """A list is checked in one scan when every item has the common shape; any item
+    gets the verdict (and the field name) it gets alone."""
+    good = "https://a.example/x"
+    for items, index in (([good, url, good], 1), ([url], 0), ([good] * 5 + [url], 5)):
+        reply = request({"type": "flattr", "urls": items})
+        if valid:
+            assert isinstance(reply, m.Request), reply
+            assert reply.body == m.FlattrUrls(tuple(items))
+        else:
+            assert isinstance(reply, RequestError)
+            assert f"'urls[{index}]'" in reply.message
+
+
 URL_PIECES = st.sampled_from(["http", "https", "HTTP", "://", ":", "/", "//", "?", "#", "@",
                               ".", "..", "-", "_", "a", "Z", "9", "0", "1.2.3.4", "256",
                               "[", "]", "::", "ffff", "65535", "65536", "080", " ", "\\",
@@ -100,6 +115,24 @@ def test_url_shortcut_never_accepts_what_the_rules_refuse(text: str) -> None:
     for url in (text, "http://" + text, "https://a.example" + text):
         if urls._PLAIN_URL.fullmatch(url):
             assert rules_verdict(url), url
+
+
+@given(st.lists(st.lists(URL_PIECES, max_size=8).map(lambda p: "https://a.example/" + "".join(p)),
+                min_size=1, max_size=6))
+def test_a_list_is_accepted_exactly_when_every_item_is(items: list[str]) -> None:
+    def alone(url: str) -> bool:
+        try:
+            urls.check_url(url, "u")
+        except m.FieldError:
+            return False
+        return True
+
+    try:
+        assert urls.check_urls(list(items), "urls") == tuple(items)
+        accepted = True
+    except m.FieldError:
+        accepted = False
+    assert accepted == all(alone(url) for url in items)
 
 
 @pytest.mark.parametrize(("token", "valid"), params("accessToken"))

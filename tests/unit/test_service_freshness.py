@@ -46,3 +46,34 @@ def test_unchanged_store_answers_from_the_cache(tmp_path: Path) -> None:
         service = Service(config, log, mine, lambda _s: None, clock=lambda: 1000.0)
         first = service.state()
         assert service.state() is first  # no re-read, no re-render
+
+
+def test_the_state_after_own_flattrs_equals_a_fresh_read_even_when_others_commit(
+        tmp_path: Path) -> None:
+    """After a flattr group the service adds what it committed to its cached state
+    instead of re-reading it, only when no other connection committed meanwhile
+    (data_version seen inside the write transaction): the answer always equals what
+    a fresh service reads from the store."""
+    from flattr_host.protocol import messages as m
+
+    config = Config(home=str(tmp_path))
+    log = Logger(config.log_dir, "debug")
+    clock = [1000.0]
+    with Store(config.db_path, log) as mine, Store(config.db_path, log) as other, \
+            Store(config.db_path, log) as reader:
+        service = Service(config, log, mine, lambda _s: None, clock=lambda: clock[0])
+        fresh = Service(config, log, reader, lambda _s: None, clock=lambda: clock[0])
+        # Signed in, subscribed: the State shows the next due time.
+        StateStore(other, TokenStore(other, config.key_path, log)).apply(
+            TokenStored(True), token="t0ken")
+        service.state()
+        for round_ in range(6):
+            clock[0] += 1.0
+            if round_ % 2:  # another process queues between our requests
+                Queue(other).enqueue([f"https://other.example/{round_}"], clock[0] - 500)
+            bodies = [m.FlattrUrls((f"https://mine.example/{round_}/{i}",)) for i in range(3)]
+            assert service.handle_flattrs(bodies) == [{"queued": 1}] * 3
+            fresh.invalidate()
+            assert service.state() == fresh.state()
+        assert service.state()["queue"]["pending"] == 6 * 3 + 3
+        assert service.state()["queue"]["nextAttemptAt"] == int((1002.0 - 500) * 1000)
