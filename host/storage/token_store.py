@@ -213,12 +213,8 @@ class TokenStore:
         row = read_sealed(self._store.conn)
         if row is None:
             return None
-        from flattr_host.storage.keys import KeyUnavailable
-
-        try:
-            key = self._get_key()
-        except KeyUnavailable as exc:
-            self._discard(row, f"the token's key is unavailable: {exc}")
+        key = self._key_or_discard(row)
+        if key is None:
             return None
         try:
             token = unseal(key, *row)
@@ -252,17 +248,23 @@ class TokenStore:
         if self._key_backend != "file" and recorded is not None \
                 and recorded[0] in KEYRING_BACKENDS:
             return True
-        from flattr_host.storage.keys import KeyUnavailable
-
-        try:
-            key = self._get_key()
-        except KeyUnavailable as exc:
-            self._discard(row, f"the token's key is unavailable: {exc}")
+        key = self._key_or_discard(row)
+        if key is None:
             return False
         if len(key) != KEY_BYTES or key_id(key) != row[0]:
             self._discard(row, "token was encrypted with another key")
             return False
         return True
+
+    def _key_or_discard(self, row: tuple[str, bytes, bytes]) -> bytes | None:
+        """The key for ``row``; None (the token discarded) when it is unavailable."""
+        from flattr_host.storage.keys import KeyUnavailable
+
+        try:
+            return self._get_key()
+        except KeyUnavailable as exc:
+            self._discard(row, f"the token's key is unavailable: {exc}")
+            return None
 
     def _discard(self, row: tuple[str, bytes, bytes], reason: str) -> None:
         import base64

@@ -11,8 +11,8 @@ from flattr_host.protocol import framing
 from flattr_host.runtime.stdio import FrameWriter
 
 
-def read_frames(fd: int) -> list[dict[str, object]]:
-    decoder = framing.Decoder(limit=4 * 1024 * 1024)
+def raw_frames(fd: int) -> bytes:
+    """Everything written to the pipe so far."""
     os.set_blocking(fd, False)
     data = b""
     try:
@@ -20,7 +20,12 @@ def read_frames(fd: int) -> list[dict[str, object]]:
             data += chunk
     except BlockingIOError:
         pass
-    return [framing.parse_payload(p) for p in decoder.feed(data)]
+    return data
+
+
+def read_frames(fd: int) -> list[dict[str, object]]:
+    decoder = framing.Decoder(limit=4 * 1024 * 1024)
+    return [framing.parse_payload(p) for p in decoder.feed(raw_frames(fd))]
 
 
 def test_oversized_reply_becomes_an_internal_error(tmp_path: Path) -> None:
@@ -82,17 +87,6 @@ def test_state_listeners_see_each_state_sent_and_cannot_break_the_writer(
     assert "a state listener failed" in (tmp_path / "host.log").read_text()
     os.close(read_fd)
     os.close(write_fd)
-
-
-def raw_frames(fd: int) -> bytes:
-    os.set_blocking(fd, False)
-    data = b""
-    try:
-        while chunk := os.read(fd, 1 << 20):
-            data += chunk
-    except BlockingIOError:
-        pass
-    return data
 
 
 def test_a_reply_spliced_from_its_result_is_the_reply_encoded_whole() -> None:
