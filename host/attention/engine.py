@@ -66,7 +66,7 @@ __all__ = [
     "threshold_at",
 ]
 
-# REFERENCE.md, "Deciding what to flattr": the original extension's numbers.
+# docs/attention.md, "Thresholds": the original extension's numbers.
 NORMAL_THRESHOLDS_S: tuple[float, ...] = (50, 96, 138, 176, 210)
 AUDIO_THRESHOLDS_S: tuple[float, ...] = (140, 400, 880, 1480, 2460, 3660)
 REPEAT_EVERY_S: float = 86400  # after the last listed threshold, one more per day
@@ -668,8 +668,8 @@ class AttentionEngine:
         return decision
 
     def _manual(self, url: str, at: float) -> Decision:
-        # REFERENCE.md: a manual flattr "jumps to the next threshold": the page's
-        # attention becomes that threshold and the flattr goes out now.
+        # docs/attention.md, "Thresholds": a manual flattr jumps to the next
+        # threshold: the page's attention becomes that threshold and it goes out now.
         page = self._page(normalize(url))
         page.attention = max(page.attention, page.next_threshold)
         return self._decide(page, at, "manual")

@@ -209,10 +209,14 @@ class Service:
         except Exception as exc:
             if is_corruption_error(exc):
                 raise  # the message loop replaces the damaged store (docs/protocol.md)
-            # Document 000 / REFERENCE.md: the page is told authenticated=false when
-            # storing failed. The full error is in the log.
+            # The page is told authenticated=false when storing failed
+            # (docs/protocol.md, set-token). The full error is in the log.
             self._log.exception("storing the token failed", exc)
             return {"authenticated": False}
+        finally:
+            # The loop needs a keyring only to seal: its connection is not kept
+            # (the submitter opens its own when a batch is due).
+            self.tokens.close()
         self._log.info("signed in", subscription_active=body.subscription_active)
         self._changed(wake=True)
         return {"authenticated": True}

@@ -343,3 +343,23 @@ def test_a_keyring_locked_before_a_restart_is_found_when_a_batch_is_due(
     assert reply["result"] == {"authenticated": True}
     host.wait_event(drained(1), timeout=20)
     assert delivery.bulk_requests()[-1]["headers"]["Authorization"] == f"Bearer {delivery.token}"
+
+
+def sockets(host: HostProcess) -> int:
+    """How many sockets the host process holds open (its D-Bus connections here: the
+    API client has connected to nothing while the queue is empty)."""
+    fds = Path(f"/proc/{host.proc.pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+@needs_keyring
+def test_signing_in_keeps_no_keyring_connection_open(delivery: Delivery,
+                                                      keyring: SecretServiceSession) -> None:
+    """The message loop needs the keyring only to seal the token: the connection it
+    opened for that is closed once the reply is sent."""
+    host = delivery.start(sign_in=False, **ring_env(keyring))
+    assert sockets(host) == 0
+    reply = host.request("set-token", accessToken=delivery.token, subscription={"active": True})
+    assert reply["result"] == {"authenticated": True}
+    assert entry_key(keyring, delivery.home) is not None  # sealed with the keyring's key
+    assert sockets(host) == 0

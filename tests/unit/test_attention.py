@@ -1,7 +1,7 @@
 """The attention engine, replayed on a virtual clock.
 
-The numbers asserted here are written out literally from REFERENCE.md
-("Deciding what to flattr"), not read back from the module, so a change of the
+The numbers asserted here are written out literally from docs/attention.md
+("Thresholds": the original extension's numbers), not read back from the module, so a change of the
 engine's constants makes these tests fail.
 """
 

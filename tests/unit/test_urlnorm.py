@@ -1,4 +1,4 @@
-"""URL normalization (REFERENCE.md, "Deciding what to flattr": URL normalization)."""
+"""URL normalization (docs/attention.md, "URL normalization")."""
 
 from __future__ import annotations
 
