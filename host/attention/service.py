@@ -581,10 +581,7 @@ class AttentionService:
                     restarts.reset()
                 except Exception as exc:
                     self._failing = True
-                    wait = restarts.failed(exc)
-                    with self._cond:
-                        if not self._stopping:
-                            self._cond.wait(wait)
+                    restarts.wait_after(exc, self._cond, lambda: self._stopping)
         finally:
             restarts.ended(self._stopping)
 

@@ -17,6 +17,7 @@ from flattr_host.core import health, retry
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from threading import Condition
 
     from flattr_host.core.logs import Logger
 
@@ -55,6 +56,15 @@ class Restarts:
             f"{self._what} stopped by an internal error ({type(exc).__name__}: "
             f"{str(exc)[:300]}); restarting in {round(wait, 1):g} s")
         return wait
+
+    def wait_after(self, exc: BaseException, cond: Condition,
+                   stopping: Callable[[], bool]) -> None:
+        """:meth:`failed`, then wait on ``cond`` for the backoff unless ``stopping()``
+        (read under ``cond``, which a stop notifies)."""
+        wait = self.failed(exc)
+        with cond:
+            if not stopping():
+                cond.wait(wait)
 
     def reset(self) -> None:
         """A step went well: the next failure is a first one again."""

@@ -138,10 +138,7 @@ class Submitter:
                     if self._session_started:  # it had run: a first failure again
                         restarts.reset()
                     self._session_started = False
-                    wait = restarts.failed(exc)
-                    with self._cond:
-                        if not self._stopping:
-                            self._cond.wait(wait)
+                    restarts.wait_after(exc, self._cond, lambda: self._stopping)
         finally:
             restarts.ended(self._stopping)
 

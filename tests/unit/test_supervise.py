@@ -57,3 +57,27 @@ def test_a_thread_leaving_unasked_is_a_problem_a_stop_is_not(log: Logger) -> Non
     (problem,) = health.PROCESS.problems()
     assert problem["message"] == "the live inspector stopped: its thread ended"
     health.PROCESS.reset()
+
+
+def test_wait_after_waits_the_backoff_unless_stopping(log: Logger) -> None:
+    import threading
+
+    class Recording(threading.Condition):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waits: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.waits.append(timeout)
+            return False
+
+    health.PROCESS.reset()
+    restarts = Restarts("attention", "attention_stopped", "attention timer", "attention",
+                        log, 1.0, 300.0)
+    cond = Recording()
+    restarts.wait_after(RuntimeError("bug"), cond, lambda: True)  # stopping: no wait
+    assert cond.waits == []
+    restarts.wait_after(RuntimeError("bug"), cond, lambda: False)
+    assert cond.waits == [4.0]  # the second failure's backoff
+    assert restarts.failures == 2
+    health.PROCESS.reset()
