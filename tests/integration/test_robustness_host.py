@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.damage import garble, queue_leaf_pages
 from tests.support.host import HostProcess, frame, install_launcher
 
 HELLO = {"extension": {"id": "x", "version": "1", "build": "t"}}
@@ -267,34 +268,6 @@ def test_fuzzed_requests_each_get_one_reply_and_the_host_lives(launcher: Path,
 URLS = [f"https://site{i}.example/{'p' * 60}/{i}" for i in range(600)]
 
 
-def checkpoint_and_leaves(db: Path) -> list[int]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return [int(r[0]) for r in conn.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'queue' AND pagetype = 'leaf' "
-            "ORDER BY pageno")]
-    finally:
-        conn.close()
-
-
-def garble(db: Path, pages: list[int]) -> None:
-    conn = sqlite3.connect(db)
-    size = conn.execute("PRAGMA page_size").fetchone()[0]
-    conn.close()
-    with open(db, "r+b") as handle:
-        for page in pages:
-            handle.seek((page - 1) * size)
-            handle.write(os.urandom(size))
-    # A commit by another connection: every open connection drops its page cache
-    # at its next transaction and reads the pages from the file, as after a
-    # restart (else pages it had cached would hide the damage until evicted).
-    conn = sqlite3.connect(db, timeout=30)
-    conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('test.bump', '1')")
-    conn.commit()
-    conn.close()
-
-
 def fill(host: HostProcess) -> None:
     assert host.request("hello", **HELLO)["ok"]
     assert host.request("set-token", accessToken="tok-abcdef",
@@ -331,7 +304,7 @@ def test_data_pages_garbled_under_a_running_host(launcher: Path, home: Path,
     process = HostProcess(launcher, home, env=env(level))
     try:
         fill(process)
-        leaves = checkpoint_and_leaves(home / "host.db")
+        leaves = queue_leaf_pages(home / "host.db")
         garble(home / "host.db", leaves[2:4])
         # Any request that reads the damaged pages finds it (flush rewrites every
         # pending row); it fails, the store is replaced, the state says so.
@@ -368,7 +341,7 @@ def test_a_store_damaged_while_no_host_ran_is_replaced_after_start(launcher: Pat
         assert first.wait(30) == 0
     finally:
         first.kill()
-    garble(home / "host.db", checkpoint_and_leaves(home / "host.db")[3:5])
+    garble(home / "host.db", queue_leaf_pages(home / "host.db")[3:5])
     doctor = cli(home, "doctor", "--skip-api", "--browser", "chromium")
     assert "is damaged" in doctor.stdout
     second = HostProcess(launcher, home, env=env())

@@ -17,24 +17,9 @@ from flattr_host import HOST_NAME
 from flattr_host.core.config import CHROMIUM_EXTENSION_ID, FIREFOX_EXTENSION_ID
 from flattr_host.core.errors import InstallError
 from flattr_host.tools import install as inst
+from tests.support.registry import FakeRegistry
 
 OTHER_ID = "abcdefghijklmnopabcdefghijklmnop"
-
-
-class FakeRegistry:
-    """Default values of registry keys, as winreg would hold them."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get(self, hive: str, key: str) -> str | None:
-        return self.values.get((hive, key))
-
-    def set(self, hive: str, key: str, value: str) -> None:
-        self.values[(hive, key)] = value
-
-    def delete(self, hive: str, key: str) -> None:
-        del self.values[(hive, key)]
 
 
 def linux(home: Path, commands: tuple[str, ...] = (), **kwargs: object) -> inst.Platform:

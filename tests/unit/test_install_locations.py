@@ -17,6 +17,7 @@ import pytest
 from flattr_host import HOST_NAME
 from flattr_host.core.errors import InstallError
 from flattr_host.tools import install as inst
+from tests.support.registry import FakeRegistry
 
 CHROME_KEY = "Software\\Google\\Chrome\\NativeMessagingHosts"
 CHROMIUM_KEY = "Software\\Chromium\\NativeMessagingHosts"
@@ -75,22 +76,8 @@ def platform(system: str, tmp: Path, env: dict[str, str] | None = None,
     root = tmp / "root"
     (root / "usr" / "lib64").mkdir(parents=True, exist_ok=True)
     return inst.Platform(system, tmp / "home", env or {}, which=lambda _c: None,
-                         registry=Reg(registry) if registry is not None else None,
+                         registry=FakeRegistry(registry) if registry is not None else None,
                          root=root, libxul=())
-
-
-class Reg:
-    def __init__(self, values: dict[tuple[str, str], str]) -> None:
-        self.values = values
-
-    def get(self, hive: str, key: str) -> str | None:
-        return self.values.get((hive, key))
-
-    def set(self, hive: str, key: str, value: str) -> None:
-        self.values[(hive, key)] = value
-
-    def delete(self, hive: str, key: str) -> None:
-        del self.values[(hive, key)]
 
 
 def resolve(plat: inst.Platform, spec: str) -> Path:

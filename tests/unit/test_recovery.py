@@ -27,34 +27,9 @@ from flattr_host.storage.queue import Queue
 from flattr_host.storage.state import StateStore
 from flattr_host.storage.store import Store, is_corruption_error
 from flattr_host.storage.token_store import TokenStore
+from tests.support.damage import garble, queue_leaf_pages
 
 URLS = [f"https://site{i}.example/{'p' * 60}/{i}" for i in range(600)]
-
-
-def queue_leaf_pages(db: Path) -> list[int]:
-    conn = sqlite3.connect(db)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return [int(r[0]) for r in conn.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'queue' AND pagetype = 'leaf' "
-            "ORDER BY pageno")]
-    finally:
-        conn.close()
-
-
-def garble(db: Path, pages: list[int]) -> None:
-    size = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
-    with open(db, "r+b") as handle:
-        for page in pages:
-            handle.seek((page - 1) * size)
-            handle.write(os.urandom(size))
-    # A commit by another connection: every open connection drops its page cache
-    # at its next transaction and reads the pages from the file, as after a
-    # restart (else pages it had cached would hide the damage until evicted).
-    conn = sqlite3.connect(db, timeout=30)
-    conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('test.bump', '1')")
-    conn.commit()
-    conn.close()
 
 
 @pytest.fixture
