@@ -68,6 +68,23 @@ def counters(host: Host) -> dict[str, dict[str, Any]]:
     return {p["url"]: p for p in json.loads(done.stdout)["pages"]}
 
 
+def settled_attention(host: Host, url: str, every: float = 0.75,
+                      timeout: float = 20.0) -> float:
+    """``url``'s stored attention once it stops growing: the idle signal reached the
+    host and the save that followed is written. ``every`` is longer than the
+    extension's heartbeat (0.5 s here), whose relays save a growing value while the
+    user is active; an idle that never took effect fails here."""
+    deadline = time.monotonic() + timeout
+    last = counters(host)[url]["attention_s"]
+    while True:
+        time.sleep(every)
+        now = counters(host)[url]["attention_s"]
+        if now == last:
+            return float(now)
+        assert time.monotonic() < deadline, f"{url} kept accruing: {last} -> {now}"
+        last = now
+
+
 def open_page(browser: ExtensionBrowser, url: str, html: str | None = None) -> FlattrPage:
     return routed_page(browser, url, html or PLAIN_HTML.format(url))
 
@@ -168,8 +185,7 @@ def test_background_tab_and_idle_user_are_not_flattred(
 
     # The user goes idle (chrome.idle's listener, see the module docstring).
     browser.worker.evaluate("onIdleStateChanged('idle')")
-    time.sleep(0.3)  # let the relay reach the host
-    idle_from = counters(host)["https://front.example/"]["attention_s"]
+    idle_from = settled_attention(host, "https://front.example/")
     time.sleep(THRESHOLD_REAL_S * 1.5)  # longer than the next threshold would take
     assert counters(host)["https://front.example/"]["attention_s"] <= idle_from + 1
     assert len(site.bulk_posts()) == 1
