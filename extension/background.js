@@ -100,7 +100,9 @@ function connect() {
     link.port = null;
     onLinkDown(reason);
   });
-  setStatus({ phase: "connecting" });
+  // A retry keeps the last problem on screen until hello answers or the new port
+  // fails too: the popup must not flash "connecting" and hide the fix each step.
+  if (link.status.phase !== "missing" && link.status.phase !== "broken") setStatus({ phase: "connecting" });
   sendHello(port);
 }
 

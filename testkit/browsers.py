@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flattr_testing.bidi import BidiError, Route
+from flattr_testing.bidi import BidiCommandError, BidiError, Route
 from flattr_testing.extension import Extension
 from flattr_testing.firefox import Firefox
 from flattr_testing.pages import (
@@ -388,10 +388,23 @@ class FirefoxBrowser(BrowserDriver):
         return list(self._console)
 
     def open(self, url: str) -> FirefoxPage:
-        page = FirefoxPage(self, self.bidi.create_context(), self.artifacts)
+        page = FirefoxPage(self, self._new_tab(), self.artifacts)
         self.pages.append(page)
         self.bidi.navigate(page.context, url)
         return page
+
+    def _new_tab(self) -> str:
+        """A new tab's context. Firefox opens it in the window focused last; when that
+        window is closing (a page's login popup that closed itself) the command fails
+        with "no such frame" until the window is gone: then it is asked again."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while True:
+            try:
+                return self.bidi.create_context()
+            except BidiCommandError as error:
+                if error.error != "no such frame" or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
     def route(self, url: str, body: str) -> None:
         # network.provideResponse: answered inside Firefox, no network traffic.

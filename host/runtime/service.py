@@ -278,7 +278,18 @@ class Service:
             for body, queued in zip(bodies, counts, strict=True):
                 self._log.debug("flattrs queued", count=queued,
                                 urls=preview(list(body.urls))[0])
-        self._changed(wake=True, debounce=True)
+        try:
+            self._changed(wake=True, debounce=True)
+        except Exception as exc:
+            if is_corruption_error(exc):
+                raise  # the message loop replaces the store; salvage keeps these URLs
+            # The group is durable, so its answers stand: an error reply would make
+            # the page send the URLs again. The state goes with the next reply.
+            self._log.exception("reading the state after a committed flattr group failed",
+                                exc)
+            self.invalidate()
+            if self._waker is not None:
+                self._waker.wake(debounce=True)
         return [{"queued": queued} for queued in counts]
 
     def _flush(self, _body: m.Flush) -> dict[str, Any]:

@@ -127,6 +127,17 @@ def test_popup_host_missing(browser: BrowserDriver, host: Host, site: Site) -> N
     popup = browser.popup_tab()
     wait_popup(popup, f"$('host-status').dataset.phase === 'missing'"
                       f" && $('host-fix').dataset.browser === {expected!r}")
+    # Each retry keeps the problem and its fix on screen: every phase the popup
+    # shows while a refresh makes the worker try the host again is recorded.
+    popup.evaluate("window.seenPhases = []; new MutationObserver(() => window.seenPhases.push("
+                   "[$('host-status').dataset.phase, $('host-fix').textContent]))"
+                   ".observe(document.body, {attributes: true, childList: true, subtree: true})"
+                   .replace("$(", "document.getElementById("))
+    refresh = ("chrome.runtime.sendMessage({type: 'popup-refresh'})"
+               ".then((r) => r.ok || r.error.code)")
+    assert popup.evaluate(refresh) == "host_unavailable"
+    seen = popup.evaluate("window.seenPhases")
+    assert all(phase == "missing" and fix for phase, fix in seen), seen
     assert popup.text("#host-fix").splitlines() == [
         f"flattr-host install --browser {expected}", f"flattr-host doctor --browser {expected}"]
     assert popup.text("#host-get-command") == "pipx install flattr-companion"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flattr_host.core.config import Config
 from flattr_host.core.logs import Logger
 from flattr_host.core.session import RateLimited, SubscriptionSet, TokenStored
@@ -77,3 +79,60 @@ def test_the_state_after_own_flattrs_equals_a_fresh_read_even_when_others_commit
             assert service.state() == fresh.state()
         assert service.state()["queue"]["pending"] == 6 * 3 + 3
         assert service.state()["queue"]["nextAttemptAt"] == int((1002.0 - 500) * 1000)
+
+
+def test_a_failing_state_read_after_a_committed_group_keeps_its_answers(
+        tmp_path: Path) -> None:
+    """The group is durable once enqueue returns: a state read failing after it (not
+    a damaged store) is logged, the answers say what was stored, the submitter is
+    woken, and the next state is read afresh."""
+    import sqlite3
+
+    from flattr_host.protocol import messages as m
+
+    config = Config(home=str(tmp_path))
+    log = Logger(config.log_dir, "debug")
+    woken: list[bool] = []
+
+    class Waker:
+        def wake(self, debounce: bool = False) -> None:
+            woken.append(debounce)
+
+    with Store(config.db_path, log) as mine:
+        service = Service(config, log, mine, lambda _s: None, clock=lambda: 1000.0,
+                          waker=Waker())
+        reads = service.states.read
+
+        def failing_read() -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        service.states.read = failing_read  # type: ignore[method-assign]
+        bodies = [m.FlattrUrls((f"https://mine.example/{i}",)) for i in range(3)]
+        assert service.handle_flattrs(bodies) == [{"queued": 1}] * 3
+        assert woken == [True]
+        service.states.read = reads  # type: ignore[method-assign]
+        assert service.state()["queue"]["pending"] == 3
+    logged = (Path(config.log_dir) / "host.log").read_text()
+    assert "reading the state after a committed flattr group failed" in logged
+    assert "disk I/O error" in logged
+
+
+def test_a_damaged_store_after_a_group_still_reaches_the_message_loop(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from flattr_host.protocol import messages as m
+
+    config = Config(home=str(tmp_path))
+    log = Logger(config.log_dir, "debug")
+    with Store(config.db_path, log) as mine:
+        service = Service(config, log, mine, lambda _s: None, clock=lambda: 1000.0)
+
+        def damaged() -> Any:
+            error = sqlite3.DatabaseError("database disk image is malformed")
+            error.sqlite_errorcode = 11  # SQLITE_CORRUPT, as SQLite itself sets it
+            raise error
+
+        service.states.read = damaged  # type: ignore[method-assign]
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+            service.handle_flattrs([m.FlattrUrls(("https://mine.example/1",))])

@@ -133,3 +133,32 @@ def test_failed_install_names_the_command_and_the_error(tmp_path: Path) -> None:
     profile.write_text("a file where the profile folder should be")
     with pytest.raises(HostSetupError, match=r"install --browser chromium .*failed \(exit"):
         host.install(profile)
+
+
+class _ClosingWindow:
+    """browsingContext.create as Firefox answers it while the window focused last is
+    closing: "no such frame" ``failures`` times, then a context."""
+
+    def __init__(self, failures: int, error: str = "no such frame") -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def create_context(self) -> str:
+        from flattr_testing.bidi import BidiCommandError
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise BidiCommandError("browsingContext.create", self.error,
+                                   "DiscardedBrowsingContextError")
+        return "context-1"
+
+
+def test_firefox_new_tab_waits_out_a_closing_window() -> None:
+    from flattr_testing.bidi import BidiCommandError
+    from flattr_testing.browsers import FirefoxBrowser
+
+    browser = object.__new__(FirefoxBrowser)
+    browser.bidi = _ClosingWindow(failures=2)  # type: ignore[assignment]
+    assert browser._new_tab() == "context-1" and browser.bidi.calls == 3  # type: ignore[attr-defined]
+    browser.bidi = _ClosingWindow(failures=1, error="invalid argument")  # type: ignore[assignment]
+    with pytest.raises(BidiCommandError, match="invalid argument"):
+        browser._new_tab()
