@@ -154,9 +154,10 @@ class Service:
         cached = self._cached
         version = self._store.data_version()
         if cached is None or cached[0] != version:
-            cached = self._cached = (version, self.states.read(), self.queue.counts(),
-                                     self.tokens.location(),
-                                     health.read_store_problem(self._store.conn))
+            with self._store.read() as conn:  # one snapshot: counts agree with the auth
+                cached = self._cached = (version, self.states.read(), self.queue.counts(),
+                                         self.tokens.location(),
+                                         health.read_store_problem(conn))
             self._rendered = None
         snapshot = cached[1]
         problem = health.PROCESS.current() or cached[4]

@@ -141,13 +141,15 @@ class _Transaction:
 
     __slots__ = ("_begin", "_bounded", "_conn")
 
-    def __init__(self, conn: sqlite3.Connection, begin: str,
+    def __init__(self, conn: sqlite3.Connection, begin: str | None,
                  bounded: Store | None = None) -> None:
         self._conn = conn
-        self._begin = begin
+        self._begin = begin  # None: joins the transaction already open
         self._bounded = bounded
 
     def __enter__(self) -> sqlite3.Connection:
+        if self._begin is None:
+            return self._conn
         if self._bounded is None:
             self._conn.execute(self._begin)
         else:
@@ -156,8 +158,10 @@ class _Transaction:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if not self._conn.in_transaction:
-            return  # ended inside the block (committed early, or rolled back by SQLite)
+        if self._begin is None or not self._conn.in_transaction:
+            # Joined (the outer block ends it), or ended inside the block (committed
+            # early, or rolled back by SQLite).
+            return
         self._conn.execute("ROLLBACK" if kind is not None and self._begin != "BEGIN" else "COMMIT")
 
 
@@ -373,7 +377,11 @@ class Store:
         self._was_busy = False
 
     def read(self) -> _Transaction:
-        """A read transaction: a consistent snapshot of several queries."""
+        """A read transaction: a consistent snapshot of several queries. Inside a
+        transaction already open on this connection it joins that one (the outer
+        block ends it), so readers compose into one snapshot."""
+        if self.conn.in_transaction:
+            return _Transaction(self.conn, None)
         self._follow()
         return _Transaction(self.conn, "BEGIN")
 

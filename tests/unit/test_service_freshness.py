@@ -136,3 +136,33 @@ def test_a_damaged_store_after_a_group_still_reaches_the_message_loop(
         service.states.read = damaged  # type: ignore[method-assign]
         with pytest.raises(sqlite3.DatabaseError, match="malformed"):
             service.handle_flattrs([m.FlattrUrls(("https://mine.example/1",))])
+
+
+def test_a_state_is_read_in_one_snapshot(tmp_path: Path) -> None:
+    """Every query behind a fresh State runs inside one read transaction, so a commit
+    of another process cannot fall between the counts and the sign-in state."""
+    config = Config(home=str(tmp_path))
+    log = Logger(config.log_dir, "debug")
+    with Store(config.db_path, log) as mine:
+        service = Service(config, log, mine, lambda _s: None, clock=lambda: 1000.0)
+        statements: list[str] = []
+        mine.conn.set_trace_callback(statements.append)
+        service.state()
+        mine.conn.set_trace_callback(None)
+        assert mine.conn.in_transaction is False
+    assert statements[0] == "PRAGMA data_version"
+    assert statements[1] == "BEGIN" and statements[-1] == "COMMIT", statements
+    inner = statements[2:-1]
+    assert len(inner) >= 5, inner
+    assert all(s.lstrip().upper().startswith("SELECT") for s in inner), inner
+
+
+def test_a_read_inside_a_read_joins_it(tmp_path: Path) -> None:
+    log = Logger(str(tmp_path / "logs"), "debug")
+    with Store(tmp_path / "host.db", log) as store:
+        with store.read() as outer:
+            with store.read() as inner:
+                assert inner is outer
+                inner.execute("SELECT 1").fetchone()
+            assert store.conn.in_transaction  # the inner block did not end it
+        assert not store.conn.in_transaction
