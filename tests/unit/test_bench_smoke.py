@@ -182,3 +182,18 @@ def test_a_missing_part_is_reported_not_raised() -> None:
     module.run = broken
     result = run.run_figure(module, ctx=None)  # type: ignore[arg-type]
     assert result.status == "error" and "harness bug" in result.reason
+
+
+def test_startup_profile_splits_at_the_submitters_tree() -> None:
+    """The host's imports are split at the reply by the import tree: the submitter's
+    tree and all after it are "after", whatever stderr's size said when the reply
+    was read; a process without a submitter keeps that split."""
+    import profile_startup  # bench/profile_startup.py
+
+    rows = [(5, 5, "     _json", True), (9, 4, " json", True),
+            (3, 3, "   threading", True),  # the submitter's, written before the look
+            (8, 5, " flattr_host.delivery.submitter", True), (2, 2, " ssl", False)]
+    split = profile_startup.split_by_tree(rows)
+    assert [before for *_, before in split] == [True, True, False, False, False]
+    echo = [(9, 4, " json", True), (1, 1, " struct", False)]
+    assert profile_startup.split_by_tree(echo) == echo
