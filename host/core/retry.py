@@ -55,7 +55,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # RFC 9110's DIGIT: "²" or "١٢" are not seconds
         return now + int(text)
     from email.utils import parsedate_to_datetime  # only on this rare path
 

@@ -239,9 +239,13 @@ class ApiClient:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise NetworkError(f"API base {base!r} is not an http(s) URL")
+        try:
+            port = parts.port
+        except ValueError as exc:  # "x:99999", "x:port"
+            raise NetworkError(f"API base {base!r} has a bad port: {exc}") from None
         self._scheme = parts.scheme
         self._host = parts.hostname
-        self._port = parts.port
+        self._port = port
         self._prefix = parts.path.rstrip("/")
         self._ca_bundle = ca_bundle
         self._timeout = timeout_s

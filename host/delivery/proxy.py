@@ -108,7 +108,7 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
         name, want_port = entry, None
         if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):
             name, _, tail = entry.rpartition(":")
-            if tail.isdigit():
+            if tail.isascii() and tail.isdigit():  # int() refuses "²", isdigit() not
                 want_port = int(tail)
             else:
                 name = entry

@@ -279,9 +279,22 @@ class Submitter:
             # The whole message: a TLS failure's reason comes after several colons.
             self._log.warning("delivery failed", reason=str(response)[:1000], items=len(urls))
         else:
-            decision = classify(response, urls, now)
+            decision = self._classified(response, urls, now)
         self._apply(decision, parts, batch, ciphertext, now)
         self._on_change(parts)
+
+    def _classified(self, response: Response, urls: list[str], now: float) -> Verdict:
+        """``classify``'s verdict; should reading the answer ever fail, the status alone
+        decides: a 2xx is still delivered (sending an accepted batch again could
+        flattr twice), anything else is sent again later."""
+        try:
+            return classify(response, urls, now)
+        except Exception as exc:
+            self._log.exception("reading the API's answer failed", exc, status=response.status)
+            if 200 <= response.status < 300:
+                return Verdict(Action.DONE, f"http {response.status}",
+                               note="answer not understood")
+            return Verdict(Action.RETRY, f"http {response.status} answer not understood")
 
     def _post_with_lease(self, queue: Queue, batch: Batch, client: ApiClient, token: str,
                          urls: list[str]) -> Response | NetworkError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from flattr_host.core.session import PaymentRequired, RateLimited, Unauthorized
 from flattr_host.delivery.api import (
@@ -107,6 +109,12 @@ def test_retry_after_garbled_or_absurd() -> None:
     assert classify(response(503, retry_after="soon"), URLS, 0).retry_after is None
     far = classify(response(503, retry_after="999999999999"), URLS, 0).retry_after
     assert far == 86400.0
+    # http.client decodes headers as Latin-1: byte 0xB2 arrives as "²", a digit to
+    # str.isdigit() that int() refuses. Ignored, like any unreadable value.
+    for odd in ("\u00b2", "1\u00b9"):
+        assert classify(response(503, retry_after=odd), URLS, 0).retry_after is None
+        paused = classify(response(429, retry_after=odd), URLS, 0)
+        assert paused.action is Action.PAUSE and isinstance(paused.event, RateLimited)
 
 
 @pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
@@ -302,3 +310,45 @@ def test_a_pause_verdict_always_carries_the_machines_event() -> None:
         Verdict(Action.PAUSE, "http 401")
     with pytest.raises(ValueError, match="retry verdict"):
         Verdict(Action.RETRY, "http 500", event=Unauthorized())
+
+
+@pytest.mark.parametrize("base", ["https://api.example:99999", "https://api.example:port",
+                                  "ftp://api.example", "https://"])
+def test_a_bad_api_base_is_a_network_error_naming_it(base: str) -> None:
+    from flattr_host.delivery.api import ApiClient, NetworkError
+
+    with pytest.raises(NetworkError, match="API base"):
+        ApiClient(base, None, 5.0, environ={})
+
+
+_LATIN1 = st.text(st.characters(max_codepoint=0xFF, exclude_categories=("Cs",)), max_size=40)
+_HEADER_VALUES = st.one_of(
+    _LATIN1, st.integers(-10**30, 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["Thu, 01 Jan 1970 00:20:00 GMT", "Sun, 31 Dec 9999 23:59:59 GMT",
+                     "Mon, 00 Foo 0000 99:99:99 GMT", "\u00b2", "1_000", " 0 "]))
+
+
+@example(status=503, headers={"retry-after": "\u00b2"}, body=b"")
+@example(status=403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "\u00b2",
+                              "retry-after": "1\u00b9"}, body=b"")
+@given(status=st.integers(0, 999),
+       headers=st.dictionaries(
+           st.sampled_from(["retry-after", "x-ratelimit-reset", "x-ratelimit-remaining",
+                            "content-type", "location"]), _HEADER_VALUES),
+       body=st.one_of(st.binary(max_size=200), _LATIN1.map(str.encode),
+                      st.recursive(st.none() | st.booleans() | st.integers() | _LATIN1,
+                                   lambda inner: st.lists(inner) | st.dictionaries(_LATIN1, inner),
+                                   max_leaves=10).map(lambda v: json.dumps(v).encode())))
+def test_any_answer_is_classified_without_raising(status: int, headers: dict[str, str],
+                                                  body: bytes) -> None:
+    """Whatever a server answers (as http.client hands it over: Latin-1 header values),
+    classify decides, and its times stay within their bounds."""
+    now = 1_000_000.0
+    decision = classify(Response(status, headers, body), URLS, now)
+    if 200 <= status < 300:
+        assert decision.action is Action.DONE
+    if decision.retry_after is not None:
+        assert now <= decision.retry_after <= now + 86400.0
+    if isinstance(decision.event, RateLimited):
+        assert now < decision.event.until <= now + 3600.0 + 60.0

@@ -68,6 +68,8 @@ def test_unusable_proxy_values_are_refused(value: str) -> None:
     ("::1", "::1", None, True),
     ("[::1]:9000", "::1", 9000, True),
     ("", "api.flattr.com", None, False),
+    ("flattr.com:\u00b2", "api.flattr.com", 443, False),  # not a port: a name that never matches
+    ("\u00b2", "api.flattr.com", None, False),
 ])
 def test_no_proxy_matching(no_proxy: str, host: str, port: int | None, bypass: bool) -> None:
     assert bypassed(host, port, no_proxy) is bypass

@@ -44,6 +44,10 @@ def test_retry_after_is_a_floor() -> None:
         ("Thu, 01 Jan 1970 00:00:10 GMT", 1000.0),  # past date: now
         ("soon", None),
         ("-5", None),
+        ("\u00b2", None),  # superscript two: str.isdigit() says yes, int() refuses
+        ("1\u00b9", None),
+        ("\u0661\u0662", None),  # Arabic-Indic digits are not RFC 9110 DIGITs
+        ("99999999999999999999", 1000.0 + 99999999999999999999),
         (None, None),
     ],
 )

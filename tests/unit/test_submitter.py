@@ -148,3 +148,63 @@ def test_the_connection_is_closed_when_nothing_is_due_any_more(tmp_path: Path) -
         assert worker.stop(5)
     # 2 + 2 + 1 URLs on one connection, then closed once the queue is empty.
     assert client.events[:4] == ["post", "post", "post", "close"]
+
+
+class _StatusClient:
+    """Answers each batch with the next status of ``statuses`` (the last one repeats)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.posts: list[list[str]] = []
+
+    def post_bulk(self, token: str, urls: list[str]) -> Any:
+        from flattr_host.delivery.api import Response
+
+        self.posts.append(list(urls))
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return Response(status, {}, b"")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_answer_that_cannot_be_read_is_decided_by_its_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stands in for a bug in reading an answer (classify raising): a 503 is sent
+    again, the 200 that follows is delivered once and never sent again."""
+    from flattr_host.core.session import TokenStored
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.token_store import TokenStore
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("reading the answer failed")
+
+    monkeypatch.setattr(submitter_mod, "classify", broken)
+    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
+                    retry_cap_s=0.0, lease_s=5.0)
+    log = Logger(config.log_dir, "info")
+    with Store(config.db_path, log) as store:
+        tokens = TokenStore(store, config.key_path, log)
+        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
+        Queue(store).enqueue(["https://a.example/"], now=time.time())
+    delivered = threading.Event()
+    counts: list[dict[str, Any]] = []
+
+    def on_change(parts: Parts) -> None:
+        counts.append(parts.queue.counts())
+        if counts[-1]["done"] == 1:
+            delivered.set()
+
+    client = _StatusClient(503, 200)
+    worker = submitter_mod.Submitter(config, log, on_change, client_factory=lambda: client)
+    worker.start()
+    try:
+        assert delivered.wait(10)
+        time.sleep(0.2)  # room for a wrong second send of the delivered batch
+    finally:
+        assert worker.stop(5)
+    assert client.posts == [["https://a.example/"], ["https://a.example/"]]
+    assert counts[-1]["done"] == 1 and counts[-1]["pending"] == 0
+    text = (tmp_path / "logs" / "host.log").read_text()
+    assert text.count("reading the API's answer failed") == 2
+    assert "submitter error" not in text  # handled, not a crash of the thread
