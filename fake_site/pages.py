@@ -22,7 +22,7 @@ from .api.oauth import token_handler
 from .context import SiteContext
 from .redirects import FRAME_DENY, safe_next, see_other
 from .render import SITE_BASE
-from .store import Session, Thing
+from .store import Session, Thing, parse_id
 from .urls import AUTO_SUBMIT_PATH, auto_submit_from_params
 
 COOKIE = "flattr_session"
@@ -288,10 +288,15 @@ class Pages:
                 f'<p>Owner: {who}</p><p>{e(thing.description)}</p>'
                 f'<p>Flattrs: <span id="flattr-count">{store.flattr_count(thing.id)}</span></p>')
 
+    def _thing(self, raw: str) -> Thing | None:
+        """The thing a URL's id names, or None (not an id, or no such thing)."""
+        thing_id = parse_id(raw)
+        return None if thing_id is None else self.ctx.store.thing(thing_id)
+
     async def thing_page(self, request: web.Request) -> web.Response:
         """A thing, with a Flattr button that calls the API with the page token."""
         raw = request.match_info["id"]
-        thing = self.ctx.store.thing(int(raw)) if raw.isdigit() else None
+        thing = self._thing(raw)
         if thing is None:
             return self.render(request, "thing", "Thing not found",
                                "<p>No such thing.</p>", status=404)
@@ -341,7 +346,7 @@ class Pages:
     async def claim(self, request: web.Request) -> web.Response:
         """The claim page a partner's web hook links to (document 001, ``claim_url``)."""
         raw = request.match_info["id"]
-        thing = self.ctx.store.thing(int(raw)) if raw.isdigit() else None
+        thing = self._thing(raw)
         if thing is None:
             return self.render(request, "claim", "Nothing to claim", "<p>Not found.</p>",
                                status=404)

@@ -113,6 +113,20 @@ class StoreError(FakeSiteError):
     """A state change that the data does not allow (duplicate name, unknown user...)."""
 
 
+#: The largest id SQLite's INTEGER holds.
+MAX_ID = 2**63 - 1
+
+
+def parse_id(raw: str) -> int | None:
+    """An id as a URL or a parameter gives it: ASCII digits within SQLite's integer
+    range; None for anything else ("²" is a digit to ``str.isdigit`` but no number,
+    and a 5,000-digit id is refused by ``int`` itself)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
+
+
 @dataclass(frozen=True)
 class User:
     """One flattr.com account."""
@@ -519,6 +533,8 @@ class Store:
 
     def thing(self, thing_id: int) -> Thing | None:
         """The thing with this id, or None."""
+        if not 0 <= thing_id <= MAX_ID:
+            return None
         return self._thing(
             self.db.execute("SELECT * FROM things WHERE id = ?", (thing_id,)).fetchone()
         )

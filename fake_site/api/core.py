@@ -132,7 +132,8 @@ class ApiCall:
             if raw is None or raw == "":
                 values.append(default)
                 continue
-            if not raw.isdigit() or not low <= int(raw) <= high:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 10
+                    and low <= int(raw) <= high):
                 raise invalid_parameters(
                     f"{name} must be an integer from {low} to {high}, got {raw!r}"
                 )

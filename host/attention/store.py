@@ -165,7 +165,7 @@ def _record_deletion(conn: sqlite3.Connection, scope: dict[str, Any]) -> None:
 
 def _record_number(key: str) -> int | None:
     digits = key[len(DELETED_PREFIX):]
-    return int(digits) if digits.isdigit() else None
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 19 else None
 
 
 def delete_counters(conn: sqlite3.Connection, urls: Iterable[str] | None = None) -> list[str]:

@@ -305,7 +305,9 @@ def log_files(log_dir: str | os.PathLike[str]) -> list[Path]:
 
     folder = Path(log_dir)
     rotated = sorted(
-        (p for p in folder.glob(f"{LOG_FILE}.*") if p.suffix[1:].isdigit()),
+        # ASCII digits: "host.log.²" passes str.isdigit() and would make int() raise.
+        (p for p in folder.glob(f"{LOG_FILE}.*")
+         if p.suffix[1:].isascii() and p.suffix[1:].isdigit()),
         key=lambda p: -int(p.suffix[1:]),
     )
     current = folder / LOG_FILE

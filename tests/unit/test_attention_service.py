@@ -512,3 +512,16 @@ def test_timer_saves_off_the_request_path_while_another_process_holds_the_lock(
         svc.close()
         store.close()
         loop_store.close()
+
+
+def test_a_deletion_record_with_an_odd_number_is_dropped(tmp_path: Path) -> None:
+    """A record key only a damaged or edited store holds ("²" is a digit to
+    str.isdigit(), no number to int()) is pruned like an old record, not a crash."""
+    with sqlite3.connect(tmp_path / "d.db") as conn:
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("CREATE TABLE attention_page (url TEXT PRIMARY KEY, updated_at REAL)")
+        conn.execute("INSERT INTO kv VALUES ('attention_deleted:\u00b2', '[]')")
+        rows.delete_counters(conn, ["https://a.example/"])
+        found = conn.execute("SELECT key FROM kv WHERE key GLOB 'attention_deleted:*'")
+        keys = [key for (key,) in found]
+        assert "attention_deleted:\u00b2" not in keys and len(keys) == 1

@@ -96,3 +96,10 @@ def test_files_are_private(tmp_path: Path) -> None:
     log.info("x")
     assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "logs" / "host.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_log_files_skip_names_that_only_look_numbered(tmp_path: Path) -> None:
+    """"host.log.²" passes str.isdigit() but is no number: skipped, not a crash."""
+    for name in ("host.log", "host.log.1", "host.log.2", "host.log.\u00b2", "host.log.x"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in log_files(tmp_path)] == ["host.log.2", "host.log.1", "host.log"]

@@ -270,3 +270,27 @@ def test_body_secret_alone_is_not_a_supported_method(site: FakeSite) -> None:
                                   "client_secret": "demo-secret"}, auth=None)
     assert answer.status == 401
     assert answer.json()["error"] == "invalid_client"
+
+
+# Ids no thing can have: "²" and the Arabic-Indic one (U+0661) are digits to
+# str.isdigit(), "²" no number to int(); 20 digits overflow SQLite's INTEGER;
+# 5,000 digits are refused by int() itself.
+ODD_IDS = ["%C2%B2", "%D9%A1", "99999999999999999999", "9" * 5000, "-1", "1e3"]
+
+
+@pytest.mark.parametrize("raw", ODD_IDS)
+def test_an_id_no_thing_can_have_is_not_found(site: FakeSite, raw: str) -> None:
+    token = str(site.create_user(f"odd-ids-{ODD_IDS.index(raw)}", active=True)["token"])
+    for method, path, on in [("GET", f"/rest/v2/things/{raw}", "api"),
+                             ("GET", f"/rest/v2/things/423405,{raw}", "api"),
+                             ("POST", f"/rest/v2/things/{raw}/flattr", "api"),
+                             ("GET", f"/thing/{raw}", "site"),
+                             ("GET", f"/claim/{raw}", "site")]:
+        answer = call(site, method, path, token=token if on == "api" else None, server=on)
+        assert answer.status == 404, (method, path, answer.status, answer.body[:200])
+
+
+@pytest.mark.parametrize("raw", ["%C2%B2", "99999999999999999999", "9" * 5000])
+def test_an_odd_count_is_an_invalid_parameter(site: FakeSite, raw: str) -> None:
+    answer = call(site, "GET", f"/rest/v2/things/search?count={raw}")
+    assert answer.status == 400 and answer.json()["error"] == "invalid_parameters", answer
