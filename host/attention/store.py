@@ -164,8 +164,9 @@ def _record_deletion(conn: sqlite3.Connection, scope: dict[str, Any]) -> None:
 
 
 def _record_number(key: str) -> int | None:
-    digits = key[len(DELETED_PREFIX):]
-    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 19 else None
+    from flattr_host.core.numbers import whole_number  # not on the hello path
+
+    return whole_number(key[len(DELETED_PREFIX):])
 
 
 def delete_counters(conn: sqlite3.Connection, urls: Iterable[str] | None = None) -> list[str]:

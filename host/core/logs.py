@@ -303,12 +303,11 @@ def log_files(log_dir: str | os.PathLike[str]) -> list[Path]:
     """The log files in ``log_dir``, oldest first."""
     from pathlib import Path
 
+    from flattr_host.core.numbers import whole_number
+
     folder = Path(log_dir)
-    rotated = sorted(
-        # ASCII digits: "host.log.²" passes str.isdigit() and would make int() raise.
-        (p for p in folder.glob(f"{LOG_FILE}.*")
-         if p.suffix[1:].isascii() and p.suffix[1:].isdigit()),
-        key=lambda p: -int(p.suffix[1:]),
-    )
+    numbered = [(number, path) for path in folder.glob(f"{LOG_FILE}.*")
+                if (number := whole_number(path.suffix[1:])) is not None]
+    rotated = [path for _number, path in sorted(numbered, key=lambda item: -item[0])]
     current = folder / LOG_FILE
     return rotated + ([current] if current.exists() else [])

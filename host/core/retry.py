@@ -54,9 +54,14 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     """
     if value is None:
         return None
+    from flattr_host.core.numbers import whole_number
+
     text = value.strip()
-    if text.isascii() and text.isdigit():  # RFC 9110's DIGIT: "²" or "١٢" are not seconds
-        return now + int(text)
+    seconds = whole_number(text)  # RFC 9110's DIGIT: "²" or "١٢" are not seconds
+    if seconds is not None:
+        # Beyond a float's range the wait is "forever"; callers cap it
+        # (api.RETRY_AFTER_MAX_S).
+        return now + seconds if seconds < 10**300 else float("inf")
     from email.utils import parsedate_to_datetime  # only on this rare path
 
     try:

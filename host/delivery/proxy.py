@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flattr_host.core.errors import ConfigError
+from flattr_host.core.numbers import whole_number
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,8 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
         name, want_port = entry, None
         if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):
             name, _, tail = entry.rpartition(":")
-            if tail.isascii() and tail.isdigit():  # int() refuses "²", isdigit() not
-                want_port = int(tail)
-            else:
+            want_port = whole_number(tail)
+            if want_port is None:
                 name = entry
         name = name.strip("[]").rstrip(".")
         if want_port is not None and port is not None and want_port != port:

@@ -48,6 +48,9 @@ def test_retry_after_is_a_floor() -> None:
         ("1\u00b9", None),
         ("\u0661\u0662", None),  # Arabic-Indic digits are not RFC 9110 DIGITs
         ("99999999999999999999", 1000.0 + 99999999999999999999),
+        ("9" * 400, float("inf")),  # beyond a float: "forever", capped by the caller
+        ("9" * 5000, None),  # more digits than int() reads
+
         (None, None),
     ],
 )
