@@ -185,9 +185,13 @@ class Service:
             raise RequestError(m.BUSY, BUSY_MESSAGE, request.id) from None
 
     def _changed(self, wake: bool = False, debounce: bool = False) -> None:
-        self._emit_state(self.state())
-        if wake and self._waker is not None:
-            self._waker.wake(debounce=debounce)
+        """Emit the new state and, with ``wake``, wake the submitter: what changed is
+        committed, so the submitter is woken even when reading the state fails."""
+        try:
+            self._emit_state(self.state())
+        finally:
+            if wake and self._waker is not None:
+                self._waker.wake(debounce=debounce)
 
     def _hello(self, body: m.Hello) -> dict[str, Any]:
         from flattr_host.attention import (
@@ -289,8 +293,6 @@ class Service:
             self._log.exception("reading the state after a committed flattr group failed",
                                 exc)
             self.invalidate()
-            if self._waker is not None:
-                self._waker.wake(debounce=True)
         return [{"queued": queued} for queued in counts]
 
     def _flush(self, _body: m.Flush) -> dict[str, Any]:
