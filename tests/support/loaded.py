@@ -9,9 +9,13 @@ log, from this process; the host needs ``FLATTR_LOG_LEVEL=debug``).
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
+import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +49,14 @@ def settled(home: Path, host: HostProcess, timeout: float = 30.0) -> None:
     while not any(line["msg"] == "submitter sleeping" for line in log_lines(home, host.proc.pid)):
         assert time.monotonic() < deadline, "the submitter never went to sleep"
         time.sleep(0.05)
+
+
+def loaded_after(code: str, watched: Sequence[str],
+                 env: Mapping[str, str] | None = None) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has imported once it ran ``code``."""
+    probe = (f"{code}\nimport sys as _sys\n"
+             f"print(sorted(m for m in {tuple(watched)!r} if m in _sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, env=None if env is None else dict(env))
+    found: list[str] = ast.literal_eval(done.stdout.strip())
+    return found

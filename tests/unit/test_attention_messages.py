@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from flattr_host.protocol.messages import (
     FlattrUrls,
     parse_request,
 )
+from tests.support.loaded import loaded_after
 
 
 def parse(type_: str, **fields: Any) -> Any:
@@ -133,15 +132,11 @@ def test_manual_flattr_is_a_flag_on_flattr() -> None:
 def test_hello_path_does_not_load_the_engine() -> None:
     """Answering hello imports neither the engine nor dataclasses (docs/performance.md)."""
     code = (
-        "import sys\n"
         "from flattr_host.attention import store as attention_store\n"
         "from flattr_host.tools import cli\n"
         "from flattr_host.protocol import messages\n"
         "from flattr_host.runtime import service, stdio\n"
-        "bad = [m for m in ('flattr_host.attention.engine', 'flattr_host.attention.service',"
-        " 'flattr_host.protocol.urlnorm', 'dataclasses') if m in sys.modules]\n"
-        "print(bad)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]"
+    watched = ("flattr_host.attention.engine", "flattr_host.attention.service",
+               "flattr_host.protocol.urlnorm", "dataclasses")
+    assert loaded_after(code, watched) == []

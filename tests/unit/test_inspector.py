@@ -21,6 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 from flattr_host.runtime import inspector
 from flattr_host.tools import inspect_client
 from flattr_testing.host import CHROMIUM_ID, HostProcess, install_launcher, running_host
+from tests.support.loaded import loaded_after
 
 TOKEN = "inspector-test-token-8c1d07e2b9"
 HELLO = {"extension": {"id": CHROMIUM_ID, "version": "1", "build": "test"}}
@@ -177,9 +178,6 @@ def test_discovery_file_is_removed_at_exit(host: tuple[HostProcess, Path, int]) 
 
 
 def test_hello_path_imports_neither_asyncio_nor_websockets() -> None:
-    code = ("import sys, flattr_host.tools.cli, flattr_host.runtime.stdio; "
-            "print(sorted(m for m in ('asyncio', 'websockets', 'flattr_host.runtime.inspector') "
-            "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip() == "[]"
+    code = "import flattr_host.tools.cli, flattr_host.runtime.stdio"
+    watched = ("asyncio", "websockets", "flattr_host.runtime.inspector")
+    assert loaded_after(code, watched) == []

@@ -27,6 +27,7 @@ from flattr_host.storage.keys import Keys, KeyUnavailable, MacKeychain, WindowsC
 from flattr_host.storage.state import StateStore
 from flattr_host.storage.store import Store
 from flattr_host.storage.token_store import KEY_BYTES, TokenStore, key_id
+from tests.support.loaded import loaded_after
 
 TOKEN = "8843d7f92416211de9ebb963ff4ce28125932878"
 
@@ -287,19 +288,14 @@ def test_no_session_bus_is_unavailable_without_loading_secretstorage(
         ring.get()
     # In a fresh process: SecretStorage imports cryptography (13 MiB), and a key
     # looked up in auto mode asks the keyring first (docs/performance.md).
-    code = ("import sys\n"
-            "from flattr_host.storage import keys\n"
+    code = ("from flattr_host.storage import keys\n"
             "for address in (None, 'disabled:'):\n"
             "    try:\n"
             "        keys.SecretService('/some/home', address).get()\n"
             "    except keys.KeyUnavailable:\n"
-            "        pass\n"
-            "print(sorted(m for m in ('secretstorage', 'jeepney', 'cryptography')"
-            " if m in sys.modules))\n")
+            "        pass\n")
     env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)
-    assert out.stdout.strip() == "[]"
+    assert loaded_after(code, ("secretstorage", "jeepney", "cryptography"), env) == []
 
 
 def test_a_bus_that_does_not_answer_is_unavailable(tmp_path: Path,

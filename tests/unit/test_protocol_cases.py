@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,17 @@ def test_url(url: Any, valid: bool) -> None:
             assert "'urls[0]'" in reply.message
 
 
-def rules_verdict(url: str) -> bool:
+def accepts(check: Callable[[Any, str], object], value: Any) -> bool:
+    """True when ``check`` passes ``value``, False when it refuses it (FieldError)."""
     try:
-        urls.check_url_rules(url, "u")
+        check(value, "u")
     except m.FieldError:
         return False
     return True
+
+
+def rules_verdict(url: str) -> bool:
+    return accepts(urls.check_url_rules, url)
 
 
 @pytest.mark.parametrize(("url", "valid"), params("url"))
@@ -120,19 +126,10 @@ def test_url_shortcut_never_accepts_what_the_rules_refuse(text: str) -> None:
 @given(st.lists(st.lists(URL_PIECES, max_size=8).map(lambda p: "https://a.example/" + "".join(p)),
                 min_size=1, max_size=6))
 def test_a_list_is_accepted_exactly_when_every_item_is(items: list[str]) -> None:
-    def alone(url: str) -> bool:
-        try:
-            urls.check_url(url, "u")
-        except m.FieldError:
-            return False
-        return True
-
-    try:
+    accepted = accepts(urls.check_urls, list(items))
+    if accepted:
         assert urls.check_urls(list(items), "urls") == tuple(items)
-        accepted = True
-    except m.FieldError:
-        accepted = False
-    assert accepted == all(alone(url) for url in items)
+    assert accepted == all(accepts(urls.check_url, url) for url in items)
 
 
 @pytest.mark.parametrize(("token", "valid"), params("accessToken"))

@@ -17,6 +17,23 @@ from flattr_host.storage.queue import Queue
 from flattr_host.storage.store import Store
 
 
+def signed_in_with(tmp_path: Path, urls: list[str], **settings: Any) -> tuple[Config, Logger]:
+    """A signed-in store in ``tmp_path`` with ``urls`` queued, due now; the config
+    sends at once and retries without backoff (``settings`` add to it)."""
+    from flattr_host.core.session import TokenStored
+    from flattr_host.storage.state import StateStore
+    from flattr_host.storage.token_store import TokenStore
+
+    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
+                    retry_cap_s=0.0, **settings)
+    log = Logger(config.log_dir, "info")
+    with Store(config.db_path, log) as store:
+        StateStore(store, TokenStore(store, config.key_path, log)).apply(
+            TokenStored(True), token="tok-123")
+        Queue(store).enqueue(urls, now=time.time())
+    return config, log
+
+
 def test_long_running_host_expires_old_pending_items(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(submitter_mod, "HOUSEKEEPING_S", 0.3)
@@ -69,18 +86,8 @@ class _FlakyClient:
 def test_an_internal_error_does_not_stop_delivery(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a client bug: the real client never raises RuntimeError."""
-    from flattr_host.core.session import TokenStored
-    from flattr_host.storage.state import StateStore
-    from flattr_host.storage.token_store import TokenStore
-
     monkeypatch.setattr(submitter_mod, "ERROR_PAUSE_S", 0.1)
-    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
-                    retry_cap_s=0.0, lease_s=0.2)
-    log = Logger(config.log_dir, "info")
-    with Store(config.db_path, log) as store:
-        tokens = TokenStore(store, config.key_path, log)
-        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
-        Queue(store).enqueue(["https://a.example/"], now=time.time())
+    config, log = signed_in_with(tmp_path, ["https://a.example/"], lease_s=0.2)
     delivered = threading.Event()
 
     def on_change(parts: Parts) -> None:
@@ -118,17 +125,8 @@ class _CountingClient:
 def test_the_connection_is_closed_when_nothing_is_due_any_more(tmp_path: Path) -> None:
     """After a burst, an empty queue closes the kept-alive connection (it would not
     be reused after IDLE_REUSE_S anyway); between batches of a burst it stays open."""
-    from flattr_host.core.session import TokenStored
-    from flattr_host.storage.state import StateStore
-    from flattr_host.storage.token_store import TokenStore
-
-    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
-                    retry_cap_s=0.0, lease_s=5.0, batch_max=2)
-    log = Logger(config.log_dir, "info")
-    with Store(config.db_path, log) as store:
-        tokens = TokenStore(store, config.key_path, log)
-        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
-        Queue(store).enqueue([f"https://a.example/{n}" for n in range(5)], now=time.time())
+    config, log = signed_in_with(tmp_path, [f"https://a.example/{n}" for n in range(5)],
+                                 lease_s=5.0, batch_max=2)
     client = _CountingClient()
     delivered = threading.Event()
 
@@ -172,21 +170,11 @@ def test_an_answer_that_cannot_be_read_is_decided_by_its_status(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a bug in reading an answer (classify raising): a 503 is sent
     again, the 200 that follows is delivered once and never sent again."""
-    from flattr_host.core.session import TokenStored
-    from flattr_host.storage.state import StateStore
-    from flattr_host.storage.token_store import TokenStore
-
     def broken(*_args: Any) -> Any:
         raise RuntimeError("reading the answer failed")
 
     monkeypatch.setattr(submitter_mod, "classify", broken)
-    config = Config(home=str(tmp_path), submit_delay_s=0.0, retry_base_s=0.0,
-                    retry_cap_s=0.0, lease_s=5.0)
-    log = Logger(config.log_dir, "info")
-    with Store(config.db_path, log) as store:
-        tokens = TokenStore(store, config.key_path, log)
-        StateStore(store, tokens).apply(TokenStored(True), token="tok-123")
-        Queue(store).enqueue(["https://a.example/"], now=time.time())
+    config, log = signed_in_with(tmp_path, ["https://a.example/"], lease_s=5.0)
     delivered = threading.Event()
     counts: list[dict[str, Any]] = []
 
