@@ -22,7 +22,7 @@ from .api.oauth import token_handler
 from .context import SiteContext
 from .redirects import FRAME_DENY, safe_next, see_other
 from .render import SITE_BASE
-from .store import Session, Thing, parse_id
+from .store import Session, Thing, parse_whole
 from .urls import AUTO_SUBMIT_PATH, auto_submit_from_params
 
 COOKIE = "flattr_session"
@@ -45,9 +45,9 @@ e = html.escape
 def handshake_timeout(request: web.Request) -> dict[str, Any]:
     """Page config for ``?timeout=ms`` (1-60000): how long the handshake waits for
     each answer of the extension."""
-    timeout = request.query.get("timeout", "")
-    if timeout.isascii() and timeout.isdigit() and 0 < int(timeout) <= 60000:
-        return {"handshakeTimeout": int(timeout)}
+    timeout = parse_whole(request.query.get("timeout", ""))
+    if timeout is not None and 0 < timeout <= 60000:
+        return {"handshakeTimeout": timeout}
     return {}
 
 
@@ -290,7 +290,7 @@ class Pages:
 
     def _thing(self, raw: str) -> Thing | None:
         """The thing a URL's id names, or None (not an id, or no such thing)."""
-        thing_id = parse_id(raw)
+        thing_id = parse_whole(raw)
         return None if thing_id is None else self.ctx.store.thing(thing_id)
 
     async def thing_page(self, request: web.Request) -> web.Response:

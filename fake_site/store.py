@@ -117,14 +117,14 @@ class StoreError(FakeSiteError):
 MAX_ID = 2**63 - 1
 
 
-def parse_id(raw: str) -> int | None:
-    """An id as a URL or a parameter gives it: ASCII digits within SQLite's integer
-    range; None for anything else ("²" is a digit to ``str.isdigit`` but no number,
-    and a 5,000-digit id is refused by ``int`` itself)."""
+def parse_whole(raw: str) -> int | None:
+    """A whole number as a URL or a parameter gives it (an id, a count, a time):
+    ASCII digits, at most 19 (SQLite's INTEGER has 19); None for anything else.
+    "²" is a digit to ``str.isdigit`` but no number, and ``int`` itself refuses a
+    5,000-digit one; :meth:`Store.thing` bounds ids to SQLite's range."""
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         return None
-    value = int(raw)
-    return value if value <= MAX_ID else None
+    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from aiohttp import web
 from .. import FakeSiteError
 from ..context import SiteContext
 from ..ratelimit import Budget
-from ..store import Token, User
+from ..store import Token, User, parse_whole
 
 API_PREFIX = "/rest/v2"
 JSON_TYPE = "application/json;charset=utf-8"
@@ -132,12 +132,12 @@ class ApiCall:
             if raw is None or raw == "":
                 values.append(default)
                 continue
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= 10
-                    and low <= int(raw) <= high):
+            value = parse_whole(raw)
+            if value is None or not low <= value <= high:
                 raise invalid_parameters(
                     f"{name} must be an integer from {low} to {high}, got {raw!r}"
                 )
-            values.append(int(raw))
+            values.append(value)
         return values[0], values[1]
 
     async def body(self) -> dict[str, Any] | list[Any]:

@@ -20,7 +20,7 @@ from ..render import (
     thing_for,
     thing_public,
 )
-from ..store import Flattr, Thing, User, parse_id
+from ..store import Flattr, Thing, User, parse_whole
 from ..tags import parse_tags
 from ..urls import is_flattrable, parse_auto_submit
 from .core import (
@@ -49,7 +49,7 @@ def _user_named(call: ApiCall) -> User:
 
 
 def _thing_by_id(call: ApiCall, raw: str) -> Thing:
-    thing_id = parse_id(raw)
+    thing_id = parse_whole(raw)
     thing = None if thing_id is None else call.ctx.store.thing(thing_id)
     if thing is None:
         raise not_found()
@@ -128,7 +128,7 @@ async def get_things(call: ApiCall) -> Reply:
 
 def _many(call: ApiCall, raw: str) -> Reply:
     ids = [p.strip() for p in raw.split(",") if p.strip()]
-    numbers = [parse_id(p) for p in ids]
+    numbers = [parse_whole(p) for p in ids]
     if not numbers or None in numbers:
         raise not_found("The requested thing(s) could not be found")
     found = [t for t in (call.ctx.store.thing(n) for n in numbers if n is not None)
@@ -345,7 +345,7 @@ def _flattr_reply(call: ApiCall, thing: Thing) -> Reply:
 
 async def flattr_thing(call: ApiCall) -> Reply:
     """POST /things/:id/flattr (scope flattr)."""
-    thing_id = parse_id(call.params["ids"])
+    thing_id = parse_whole(call.params["ids"])
     thing = None if thing_id is None else call.ctx.store.thing(thing_id)
     if thing is None:
         raise not_found("Thing does not exist")

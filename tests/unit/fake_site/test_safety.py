@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import pytest
 
+from fake_flattr.pages import DEFAULT_HANDSHAKE_TIMEOUT_MS
 from fake_flattr.redirects import local_path, safe_next
 from tests.support.fake_site import FakeSite
 from tests.unit.fake_site.client import Answer, call
@@ -294,3 +295,15 @@ def test_an_id_no_thing_can_have_is_not_found(site: FakeSite, raw: str) -> None:
 def test_an_odd_count_is_an_invalid_parameter(site: FakeSite, raw: str) -> None:
     answer = call(site, "GET", f"/rest/v2/things/search?count={raw}")
     assert answer.status == 400 and answer.json()["error"] == "invalid_parameters", answer
+
+
+@pytest.mark.parametrize("raw", ["%C2%B2", "9" * 5000, "0", "60001"])
+def test_an_odd_handshake_timeout_is_ignored(site: FakeSite, raw: str) -> None:
+    """The page's ?timeout= (1-60000 ms) is read as a whole number or not at all."""
+    cookie = {"Cookie": login(site, "alice")}
+    shown = call(site, "GET", "/oauth/ext?timeout=5000", server="site", headers=cookie)
+    assert shown.status == 200 and b'"handshakeTimeout": 5000' in shown.body  # the control
+    answer = call(site, "GET", f"/oauth/ext?timeout={raw}", server="site", headers=cookie)
+    assert answer.status == 200, answer.body[:200]
+    default = f'"handshakeTimeout": {DEFAULT_HANDSHAKE_TIMEOUT_MS}'.encode()
+    assert default in answer.body
