@@ -95,6 +95,12 @@ RATE_LIMIT_MIN_S = 60.0
 RETRY_AFTER_MAX_S = 86400.0
 
 
+def is_accepted(status: int) -> bool:
+    """Any 2xx: the server took the batch, whatever its body says (sending it again
+    could flattr twice; docs/protocol.md#bulk-answers)."""
+    return 200 <= status < 300
+
+
 def classify(response: Response, urls: list[str], now: float) -> Verdict:
     """Decide what a bulk response means: the table in docs/protocol.md#bulk-answers.
 
@@ -103,8 +109,7 @@ def classify(response: Response, urls: list[str], now: float) -> Verdict:
     shows the bulk endpoint's bodies (docs/fake-site.md).
     """
     status = response.status
-    if 200 <= status < 300:
-        # Any 2xx: the batch was accepted. Sending it again could flattr twice.
+    if is_accepted(status):
         outcomes, note = read_outcomes(response.body, urls)
         return Verdict(Action.DONE, f"http {status}", outcomes, note=note)
     if status == 401:

@@ -31,6 +31,7 @@ from flattr_host.delivery.api import (
     Response,
     Verdict,
     classify,
+    is_accepted,
 )
 from flattr_host.storage import recovery
 from flattr_host.storage.parts import Parts, build, open_store
@@ -291,7 +292,7 @@ class Submitter:
             return classify(response, urls, now)
         except Exception as exc:
             self._log.exception("reading the API's answer failed", exc, status=response.status)
-            if 200 <= response.status < 300:
+            if is_accepted(response.status):
                 return Verdict(Action.DONE, f"http {response.status}",
                                note="answer not understood")
             return Verdict(Action.RETRY, f"http {response.status} answer not understood")
