@@ -448,7 +448,7 @@ class Loop:
         """Append to ``payloads`` the frames completed by input readable right now;
         False when there are none (nothing readable, input ended, or a bad header)."""
         while (not self._terminate and not self._writer.broken and decoder.broken is None
-               and not self._input_ended and _readable_now(self._in_fd)):
+               and not self._input_ended and _readable(self._in_fd, 0, unknowable=False)):
             try:
                 data = os.read(self._in_fd, READ_SIZE)
             except OSError:
@@ -563,20 +563,11 @@ class Loop:
         self._log.info("stopped")
 
 
-def _readable_now(fd: int) -> bool:
-    """True if ``fd`` has input (or EOF) now, without waiting; False where unknowable."""
+def _readable(fd: int, timeout: float, unknowable: bool = True) -> bool:
+    """True if ``fd`` has input (or EOF) within ``timeout`` (0: now, without waiting);
+    ``unknowable`` where select cannot tell (not POSIX)."""
     if os.name != "posix":
-        return False
-    import select
-
-    ready, _, _ = select.select([fd], [], [], 0)
-    return bool(ready)
-
-
-def _readable(fd: int, timeout: float) -> bool:
-    """True if ``fd`` has input (or EOF) within ``timeout``; True where unknowable."""
-    if os.name != "posix":
-        return True
+        return unknowable
     import select
 
     ready, _, _ = select.select([fd], [], [], timeout)
