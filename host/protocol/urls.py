@@ -17,9 +17,9 @@ from flattr_host.protocol.messages import MAX_URL_BYTES, FieldError, lone_surrog
 # Never in a flattr URL: C0 controls, space, DEL, C1 controls, Unicode spaces and
 # line separators, the byte-order mark, and the backslash (WHATWG parsers read it
 # as "/", others as a character: two readers would see two different hosts).
-_URL_FORBIDDEN = re.compile(
-    r"[\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-)
+_FORBIDDEN = (r"\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+              r"\ufeff")  # the set's members, for a [...] class
+_URL_FORBIDDEN = re.compile("[" + _FORBIDDEN + "]")
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # After "scheme://": the authority, up to the first "/", "?" or "#".
 _URL_AUTHORITY = re.compile(r"[^/?#]*")
@@ -36,8 +36,7 @@ _PLAIN_URL = re.compile(
     r"https?://(?:[A-Za-z0-9_\-]+\.)*[0-9]*[A-Za-z_\-][A-Za-z0-9_\-]*"
     r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
     r"|6553[0-5]))?"
-    r"(?:[/?#][^\x00-\x20\x7f-\x9f\\\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
-    r"\u3000\ufeff\ud800-\udfff]*)?"
+    r"(?:[/?#][^" + _FORBIDDEN + r"\ud800-\udfff]*)?"
 )
 
 
