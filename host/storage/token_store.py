@@ -81,14 +81,23 @@ def read_sealed(conn: sqlite3.Connection) -> tuple[str, bytes, bytes] | None:
     return None if row is None else (str(row[0]), bytes(row[1]), bytes(row[2]))
 
 
+#: Why a row does not open with the key at hand.
+WRONG_KEY = "token was encrypted with another key"
+
+
+def key_fits(key: bytes, row_key_id: str) -> bool:
+    """Whether ``key`` is the key a row records (``row_key_id``): its length and id."""
+    return len(key) == KEY_BYTES and key_id(key) == row_key_id
+
+
 def unseal(key: bytes, row_key_id: str, nonce: bytes, ciphertext: bytes) -> str:
     """The token a row (``row_key_id``, ``nonce``, ``ciphertext``) seals with ``key``.
 
     Pure: nothing is read, written or set aside (``flattr-host doctor`` uses it as is);
     raises :class:`TokenUnreadable` saying why the token does not open.
     """
-    if len(key) != KEY_BYTES or row_key_id != key_id(key):
-        raise TokenUnreadable("token was encrypted with another key", wrong_key=True)
+    if not key_fits(key, row_key_id):
+        raise TokenUnreadable(WRONG_KEY, wrong_key=True)
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -251,8 +260,8 @@ class TokenStore:
         key = self._key_or_discard(row)
         if key is None:
             return False
-        if len(key) != KEY_BYTES or key_id(key) != row[0]:
-            self._discard(row, "token was encrypted with another key")
+        if not key_fits(key, row[0]):
+            self._discard(row, WRONG_KEY)
             return False
         return True
 
